@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Sourced by the scripts: installs PostgreSQL/RabbitMQ when missing and starts private, loopback-only
+# servers for one run. Both refuse or switch users when run as root, so directories belong to them.
+# After `start_servers DIR`, PG_URL (libpq/Npgsql), AMQP_URL and RABBIT_NODE are set; stop_servers ends them.
+
+as_user() { local user=$1; shift; if [ "$(id -u)" = 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi; }
+
+free_port() {
+  local p
+  while :; do
+    p=$(( (RANDOM << 1 | RANDOM & 1) % 30000 + 20000 ))
+    (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+ensure_installed() {
+  if ! command -v initdb >/dev/null 2>&1; then
+    for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PATH="$d:$PATH"; done
+  fi
+  local missing=()
+  command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]} (apt)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PATH="$d:$PATH"; done
+  fi
+  export PATH
+}
+
+# start_postgres DIR [fsync]: a cluster in DIR/pg; data is kept if DIR/pg already holds one.
+start_postgres() {
+  local dir=$1 fsync=${2:-on} port
+  mkdir -p "$dir/pg"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir" "$dir/pg"
+  if [ ! -f "$dir/pg/PG_VERSION" ]; then
+    as_user postgres initdb -D "$dir/pg" -A trust -U postgres -E UTF8 --no-sync >/dev/null
+  fi
+  port=$(free_port)
+  as_user postgres pg_ctl -D "$dir/pg" -l "$dir/pg.log" \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=400" -w start >/dev/null
+  PG_PORT=$port
+  PG_URL="Host=127.0.0.1;Port=$port;Username=postgres;Database=postgres"
+}
+
+start_rabbitmq() {
+  local dir=$1/rabbit port dist
+  mkdir -p "$dir/mnesia" "$dir/log"
+  echo '[].' >"$dir/enabled_plugins"
+  [ "$(id -u)" = 0 ] && chown -R rabbitmq:rabbitmq "$dir"
+  port=$(free_port); dist=$(free_port)
+  RABBIT_NODE="vr$$x$RANDOM@localhost"
+  RABBITMQ_NODENAME=$RABBIT_NODE RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port \
+  RABBITMQ_DIST_PORT=$dist RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log \
+  RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins ERL_EPMD_ADDRESS=127.0.0.1 \
+    rabbitmq-server -detached >/dev/null 2>&1
+  # rabbitmqctl await_startup returns early: the AMQP port answering is what counts.
+  for _ in $(seq 1 300); do
+    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"; return 0; }
+    sleep 0.2
+  done
+  echo "RabbitMQ did not start; its log:" >&2; tail -n 30 "$dir"/log/* >&2 || true
+  return 1
+}
+
+stop_servers() {
+  local dir=$1
+  [ -n "${RABBIT_NODE:-}" ] && rabbitmqctl -n "$RABBIT_NODE" stop >/dev/null 2>&1
+  [ -f "$dir/pg/postmaster.pid" ] && as_user postgres pg_ctl -D "$dir/pg" -m fast -w stop >/dev/null 2>&1
+  return 0
+}

@@ -1,0 +1,60 @@
+using MassTransit;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Verification.ServiceDefaults;
+
+/// <summary>
+/// The bus from settings. <c>Bus:Transport</c> is <c>RabbitMq</c> (default when <c>Bus:RabbitMq</c>
+/// is set) or <c>InMemory</c> (single-process mode). Transport policy lives here, never in consumers.
+/// </summary>
+public static class Messaging
+{
+    internal static void AddMessaging(this WebApplicationBuilder builder, ServiceDefaultsOptions options)
+    {
+        var settings = builder.Configuration.GetSection("Bus");
+        var rabbit = settings["RabbitMq"];
+        var transport = settings["Transport"] ?? (string.IsNullOrWhiteSpace(rabbit) ? "InMemory" : "RabbitMq");
+        var retries = settings.GetValue("RetryLimit", 3);
+
+        builder.Services.AddMassTransit(bus =>
+        {
+            // Queues are named "<service>-<consumer>" in kebab case, so every service owns its own.
+            bus.SetEndpointNameFormatter(new KebabCaseEndpointNameFormatter(options.ServiceName, false));
+            foreach (var configure in options.Bus) configure(bus);
+
+            bus.AddConfigureEndpointsCallback((_, _, endpoint) =>
+            {
+                if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbitEndpoint) rabbitEndpoint.SetQuorumQueue();
+                // Bounded in-process retry; afterwards the message goes to the endpoint's _error queue.
+                endpoint.UseMessageRetry(r => r.Exponential(retries, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2), TimeSpan.FromMilliseconds(100)));
+            });
+
+            if (string.Equals(transport, "InMemory", StringComparison.OrdinalIgnoreCase))
+            {
+                bus.UsingInMemory((context, cfg) => cfg.ConfigureEndpoints(context));
+            }
+            else if (string.Equals(transport, "RabbitMq", StringComparison.OrdinalIgnoreCase))
+            {
+                if (string.IsNullOrWhiteSpace(rabbit))
+                    throw new InvalidOperationException("Bus:Transport is RabbitMq but Bus:RabbitMq (an amqp:// URI) is not set.");
+                bus.UsingRabbitMq((context, cfg) =>
+                {
+                    cfg.Host(new Uri(rabbit), h => h.PublisherConfirmation = true);
+                    cfg.ConfigureEndpoints(context);
+                });
+            }
+            else
+            {
+                throw new InvalidOperationException($"Bus:Transport '{transport}' is unknown: use RabbitMq or InMemory.");
+            }
+        });
+        builder.Services.AddOptions<MassTransitHostOptions>().Configure(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.StartTimeout = TimeSpan.FromSeconds(30);
+            o.StopTimeout = TimeSpan.FromSeconds(10);
+        });
+    }
+}

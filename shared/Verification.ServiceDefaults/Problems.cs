@@ -1,0 +1,50 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Verification.EventStore;
+
+namespace Verification.ServiceDefaults;
+
+internal static class Problems
+{
+    internal static void AddProblems(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = context =>
+            context.ProblemDetails.Extensions["traceId"] = Activity.Current?.TraceId.ToString() ?? context.HttpContext.TraceIdentifier);
+        builder.Services.AddExceptionHandler<ProblemExceptionHandler>();
+    }
+}
+
+/// <summary>Turns known failures into RFC 9457 problems with the right status; the rest are 500s.</summary>
+internal sealed partial class ProblemExceptionHandler(IProblemDetailsService problems, ILogger<ProblemExceptionHandler> logger) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        var (status, title, detail) = exception switch
+        {
+            BadHttpRequestException { InnerException: JsonException json } => (400, "The request body is not valid", Describe(json)),
+            BadHttpRequestException bad => (bad.StatusCode, bad.StatusCode == 413 ? "The request body is too large" : "The request is not valid", bad.Message),
+            ConcurrencyException conflict => (409, "The stream was changed by someone else", conflict.Message),
+            _ => (500, "An unexpected error occurred", null),
+        };
+        if (status >= 500) LogUnhandled(logger, exception);
+        httpContext.Response.StatusCode = status;
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = httpContext,
+            Exception = exception,
+            ProblemDetails = new ProblemDetails { Status = status, Title = title, Detail = detail },
+        });
+    }
+
+    private static string Describe(JsonException json) =>
+        json.Path is { Length: > 0 } path ? $"{path}: {json.Message}" : json.Message;
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Unhandled exception")]
+    private static partial void LogUnhandled(ILogger logger, Exception exception);
+}

@@ -1,0 +1,134 @@
+using System.Net;
+using System.Text.Json;
+using Verification.Testing;
+
+namespace Verification.ServiceDefaults.Tests;
+
+public sealed class SmokeServers : IAsyncLifetime
+{
+    public RabbitMqFixture Rabbit { get; } = new();
+    public PostgresDatabaseFixture Postgres { get; } = new();
+    public SmokeHost Host { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        await Task.WhenAll(Rabbit.InitializeAsync(), Postgres.InitializeAsync());
+        Host = await SmokeHost.StartAsync(Rabbit.Amqp, Postgres.ConnectionString);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Host.DisposeAsync();
+        await Task.WhenAll(Rabbit.DisposeAsync(), Postgres.DisposeAsync());
+    }
+}
+
+public sealed class ServiceDefaultsTests(SmokeServers servers) : IClassFixture<SmokeServers>
+{
+    private SmokeHost Host => servers.Host;
+
+    [Fact]
+    public async Task A_published_message_is_consumed_through_RabbitMQ_in_the_same_trace_as_the_request()
+    {
+        using var response = await Host.Client.SendAsync(Host.Post("/pings", """{"text":"hello","tone":"urgent"}""", Roles.Monitor));
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var id = body.RootElement.GetProperty("id").GetGuid();
+        var traceId = body.RootElement.GetProperty("traceId").GetString()!;
+
+        var received = Host.Services.GetService(typeof(ReceivedPings)) as ReceivedPings;
+        string? consumerTrace = null;
+        await Eventually.True(() => Task.FromResult(received!.TryGet(id, out consumerTrace)), what: "the consumer to receive the ping");
+        Assert.Equal(traceId, consumerTrace);
+
+        // The exported spans: the HTTP request, the publish to RabbitMQ and the consume, one trace.
+        await Eventually.True(() => Task.FromResult(Host.Activities.ForTrace(traceId).Any(a => a.Kind == System.Diagnostics.ActivityKind.Consumer)),
+            what: "the consumer span to end");
+        var spans = Host.Activities.ForTrace(traceId);
+        var http = Assert.Single(spans, a => a.Source.Name == "Microsoft.AspNetCore");
+        var publish = Assert.Single(spans, a => a.Source.Name == "MassTransit" && a.Kind == System.Diagnostics.ActivityKind.Producer);
+        var consume = Assert.Single(spans, a => a.Source.Name == "MassTransit" && a.Kind == System.Diagnostics.ActivityKind.Consumer && a.OperationName.Contains("process", StringComparison.Ordinal));
+        Assert.Equal(http.SpanId, publish.ParentSpanId);
+        Assert.Equal("rabbitmq", publish.GetTagItem("messaging.system"));
+        Assert.NotEqual(default, consume.ParentSpanId);
+    }
+
+    [Fact]
+    public async Task Without_a_token_the_answer_is_401_ProblemDetails()
+    {
+        using var response = await Host.Client.SendAsync(Host.Post("/pings", """{"text":"x","tone":"calm"}""", role: null));
+        await AssertProblem(response, HttpStatusCode.Unauthorized);
+    }
+
+    [Fact]
+    public async Task With_the_wrong_role_the_answer_is_403_ProblemDetails()
+    {
+        using var response = await Host.Client.SendAsync(Host.Post("/pings", """{"text":"x","tone":"calm"}""", Roles.Auditor));
+        await AssertProblem(response, HttpStatusCode.Forbidden);
+    }
+
+    [Fact]
+    public async Task A_token_signed_with_another_key_is_refused()
+    {
+        var foreign = new AuthSettings("verification-dev", "verification", new byte[32]).CreateToken("x", Roles.Monitor, null);
+        using var request = Host.Post("/pings", """{"text":"x","tone":"calm"}""", role: null);
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", foreign);
+        using var response = await Host.Client.SendAsync(request);
+        await AssertProblem(response, HttpStatusCode.Unauthorized);
+    }
+
+    [Theory]
+    [InlineData("""{"text":"x","tone":"calm","extra":1}""", "extra")]
+    [InlineData("""{"text":"x","tone":"furious"}""", "tone")]
+    [InlineData("""{"text":"x","tone":1}""", "tone")]
+    [InlineData("""{"tone":"calm"}""", "text")]
+    [InlineData("""{"text":"x",""", "")]
+    public async Task Bad_bodies_are_400_ProblemDetails_naming_the_field(string json, string field)
+    {
+        using var response = await Host.Client.SendAsync(Host.Post("/pings", json, Roles.Monitor));
+        var problem = await AssertProblem(response, HttpStatusCode.BadRequest);
+        Assert.Contains(field, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_oversize_body_is_413_ProblemDetails()
+    {
+        var json = $$"""{"text":"{{new string('x', 1_100_000)}}","tone":"calm"}""";
+        using var response = await Host.Client.SendAsync(Host.Post("/pings", json, Roles.Monitor));
+        await AssertProblem(response, HttpStatusCode.RequestEntityTooLarge);
+    }
+
+    [Fact]
+    public async Task Health_endpoints_answer_and_ready_checks_postgres_and_the_bus()
+    {
+        using var live = await Host.Client.GetAsync("/health/live");
+        Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        using var ready = await Host.Client.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        Assert.Equal("Healthy", await ready.Content.ReadAsStringAsync());
+        var checks = Host.Services.GetService(typeof(Microsoft.Extensions.Options.IOptions<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckServiceOptions>))
+            as Microsoft.Extensions.Options.IOptions<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckServiceOptions>;
+        var ready_checks = checks!.Value.Registrations.Where(r => r.Tags.Contains("ready")).Select(r => r.Name).ToList();
+        Assert.Contains("postgres", ready_checks);
+        Assert.Contains(ready_checks, n => n.Contains("masstransit", StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Fact]
+    public async Task The_OpenAPI_document_is_served()
+    {
+        using var response = await Host.Client.GetAsync("/openapi/v1.json");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.True(doc.RootElement.GetProperty("paths").TryGetProperty("/pings", out _));
+    }
+
+    private static async Task<JsonElement> AssertProblem(HttpResponseMessage response, HttpStatusCode status)
+    {
+        Assert.Equal(status, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+        Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
+        Assert.False(string.IsNullOrEmpty(problem.GetProperty("traceId").GetString()));
+        return problem;
+    }
+}

@@ -1,0 +1,113 @@
+namespace Verification.Testing;
+
+/// <summary>
+/// One RabbitMQ node per test process: the one named by VERIFICATION_TEST_RABBITMQ (with
+/// VERIFICATION_TEST_RABBITMQ_NODE naming the node for rabbitmqctl), or a private node
+/// started on loopback and stopped when the process exits.
+/// </summary>
+public sealed class RabbitMqServer
+{
+    public const string Variable = "VERIFICATION_TEST_RABBITMQ";
+    public const string NodeVariable = "VERIFICATION_TEST_RABBITMQ_NODE";
+    private static readonly Lazy<Task<RabbitMqServer>> Shared = new(StartAsync, LazyThreadSafetyMode.ExecutionAndPublication);
+    private RabbitMqServer(Uri amqp, string? node)
+    {
+        Amqp = amqp;
+        Node = node;
+    }
+
+    /// <summary>The broker's AMQP URI on the default virtual host.</summary>
+    public Uri Amqp { get; }
+
+    /// <summary>The node name for rabbitmqctl, when the node is local.</summary>
+    public string? Node { get; }
+
+    public static Task<RabbitMqServer> GetAsync() => Shared.Value;
+
+    /// <summary>Creates a virtual host (full permissions for the guest user) and returns its URI.</summary>
+    public Uri CreateVirtualHost(string prefix)
+    {
+        if (Node is null)
+            throw new InvalidOperationException($"{Variable} is set but {NodeVariable} is not: a virtual host per test class needs rabbitmqctl and the node name.");
+        var name = $"{prefix}-{Guid.NewGuid():N}";
+        ServerProcess.RunChecked("rabbitmqctl", $"-n {Node} add_vhost {name}");
+        ServerProcess.RunChecked("rabbitmqctl", $"-n {Node} set_permissions -p {name} guest \".*\" \".*\" \".*\"");
+        return new UriBuilder(Amqp) { Path = "/" + Uri.EscapeDataString(name) }.Uri;
+    }
+
+    public void DeleteVirtualHost(Uri uri)
+    {
+        if (Node is null) return;
+        var name = Uri.UnescapeDataString(uri.AbsolutePath.TrimStart('/'));
+        ServerProcess.Run("rabbitmqctl", $"-n {Node} delete_vhost {name}");
+    }
+
+    private static async Task<RabbitMqServer> StartAsync()
+    {
+        var configured = Environment.GetEnvironmentVariable(Variable);
+        if (!string.IsNullOrWhiteSpace(configured))
+            return new RabbitMqServer(new Uri(configured), Environment.GetEnvironmentVariable(NodeVariable));
+
+        ServerProcess.CleanStale("rmq", dir => ServerProcess.Run("rabbitmqctl", $"-n {File.ReadAllText(Path.Combine(dir, "node"))} stop", timeout: TimeSpan.FromSeconds(20)));
+        var dir = ServerProcess.NewServerDirectory("rmq");
+        var node = $"vt{Environment.ProcessId}x{Guid.NewGuid().ToString("N")[..6]}@localhost";
+        File.WriteAllText(Path.Combine(dir, "node"), node);
+        var port = ServerProcess.FreePort();
+        var distPort = ServerProcess.FreePort();
+        Directory.CreateDirectory(Path.Combine(dir, "mnesia"));
+        Directory.CreateDirectory(Path.Combine(dir, "log"));
+        File.WriteAllText(Path.Combine(dir, "enabled_plugins"), "[].");
+        var environment = new Dictionary<string, string>
+        {
+            ["RABBITMQ_NODENAME"] = node,
+            ["RABBITMQ_NODE_IP_ADDRESS"] = "127.0.0.1",
+            ["RABBITMQ_NODE_PORT"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["RABBITMQ_DIST_PORT"] = distPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["RABBITMQ_MNESIA_BASE"] = Path.Combine(dir, "mnesia"),
+            ["RABBITMQ_LOG_BASE"] = Path.Combine(dir, "log"),
+            ["RABBITMQ_ENABLED_PLUGINS_FILE"] = Path.Combine(dir, "enabled_plugins"),
+            ["ERL_EPMD_ADDRESS"] = "127.0.0.1",
+        };
+        try
+        {
+            // Debian's scripts switch to the rabbitmq user: everything it touches must be theirs.
+            ServerProcess.Chown("rabbitmq", dir);
+            ServerProcess.RunChecked("rabbitmq-server", "-detached", environment);
+            await ServerProcess.WaitForPortAsync(port, TimeSpan.FromSeconds(60), () => ReadLogs(dir));
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new InvalidOperationException(
+                "RabbitMQ is needed for this test and could not be started. Either set " + Variable + " (and " + NodeVariable +
+                ") to a running broker, or install it: apt-get update && apt-get install -y rabbitmq-server. Cause: " + e.Message, e);
+        }
+        ServerProcess.StopWhenThisProcessExits(dir, $"rabbitmqctl -n {node} stop");
+        return new RabbitMqServer(new Uri($"amqp://guest:guest@127.0.0.1:{port}/"), node);
+    }
+
+    private static string ReadLogs(string dir)
+    {
+        var logs = Path.Combine(dir, "log");
+        return Directory.Exists(logs)
+            ? string.Join('\n', Directory.GetFiles(logs).Select(f => $"--- {f}\n{string.Join('\n', File.ReadLines(f).TakeLast(20))}"))
+            : "(no logs)";
+    }
+}
+
+/// <summary>Gives each test class its own virtual host on the shared broker.</summary>
+public class RabbitMqFixture : IAsyncLifetime
+{
+    public Uri Amqp { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var server = await RabbitMqServer.GetAsync();
+        Amqp = server.CreateVirtualHost(GetType().Name.ToLowerInvariant());
+    }
+
+    public async Task DisposeAsync()
+    {
+        var server = await RabbitMqServer.GetAsync();
+        server.DeleteVirtualHost(Amqp);
+    }
+}
