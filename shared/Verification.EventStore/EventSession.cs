@@ -1,0 +1,171 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Verification.EventStore;
+
+/// <summary>
+/// A unit of work: appends to one or more streams, outbox messages and inbox marks, written in one
+/// transaction with the inline projections. Without inline projections it is a single round trip.
+/// </summary>
+public sealed class EventSession
+{
+    private readonly EventStore _store;
+    private readonly EventMetadata _metadata;
+    private readonly List<(string StreamId, string StreamType, long? Expected, NewEvent[] Events)> _appends = [];
+    private readonly List<(object Message, string? StreamId, Guid? MessageId)> _messages = [];
+    private readonly List<(string Consumer, Guid MessageId)> _processed = [];
+
+    internal EventSession(EventStore store, EventMetadata metadata)
+    {
+        _store = store;
+        _metadata = metadata;
+    }
+
+    /// <summary>Appends events with fresh ids. <paramref name="expectedVersion"/>: 0 starts a new stream, null is any.</summary>
+    public EventSession Append(string streamId, string streamType, long? expectedVersion, params object[] events) =>
+        Append(streamId, streamType, expectedVersion, events.Select(e => e as NewEvent ?? new NewEvent(Guid.CreateVersion7(), e)).ToArray());
+
+    /// <summary>Appends events with ids the caller chose, so a retry of the same batch is a no-op.</summary>
+    public EventSession Append(string streamId, string streamType, long? expectedVersion, NewEvent[] events)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(streamId);
+        if (events.Length == 0) throw new ArgumentException("nothing to append", nameof(events));
+        _appends.Add((streamId, streamType, expectedVersion, events));
+        return this;
+    }
+
+    /// <summary>
+    /// Queues an integration message, published by the outbox relay after commit. Without a message id one is
+    /// derived from the session's first event id, so retrying the same batch does not publish twice.
+    /// </summary>
+    public EventSession Publish(object message, string? streamId = null, Guid? messageId = null)
+    {
+        _messages.Add((message, streamId, messageId));
+        return this;
+    }
+
+    /// <summary>Records that <paramref name="consumer"/> processed <paramref name="messageId"/>, in this transaction.</summary>
+    public EventSession MarkProcessed(string consumer, Guid messageId)
+    {
+        _processed.Add((consumer, messageId));
+        return this;
+    }
+
+    public async Task<IReadOnlyList<AppendResult>> SaveChangesAsync(CancellationToken cancellationToken = default)
+    {
+        var schema = _store.Schema;
+        var types = _store.Types;
+        await using var connection = await _store.DataSource.OpenConnectionAsync(cancellationToken);
+        var inline = _store.Options.InlineProjections;
+        await using var transaction = inline.Count > 0 ? await connection.BeginTransactionAsync(cancellationToken) : null;
+        await using var batch = new NpgsqlBatch(connection, transaction);
+
+        foreach (var (consumer, messageId) in _processed)
+        {
+            var mark = new NpgsqlBatchCommand($"INSERT INTO {schema}.inbox (consumer, message_id) VALUES ($1, $2)");
+            mark.Parameters.Add(new NpgsqlParameter { Value = consumer });
+            mark.Parameters.Add(new NpgsqlParameter { Value = messageId });
+            batch.BatchCommands.Add(mark);
+        }
+        foreach (var (streamId, streamType, expected, events) in _appends)
+        {
+            var command = new NpgsqlBatchCommand($"SELECT o_position, o_version, o_recorded_at, o_hash, o_duplicate FROM {schema}.append_events($1, $2, $3, $4, $5, $6, $7)");
+            command.Parameters.Add(new NpgsqlParameter { Value = streamId });
+            command.Parameters.Add(new NpgsqlParameter { Value = streamType });
+            command.Parameters.Add(new NpgsqlParameter { Value = (object?)expected ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
+            command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => e.Id).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => types.NameOf(e.Data.GetType()).Name).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            command.Parameters.Add(EventStore.Jsonb(events.Select(e => types.Serialize(e.Data)).ToArray()));
+            command.Parameters.Add(EventStore.Jsonb(events.Select(e => JsonSerializer.Serialize(
+                _metadata with { SchemaVersion = types.NameOf(e.Data.GetType()).Version }, EventTypes.Json)).ToArray()));
+            batch.BatchCommands.Add(command);
+        }
+        // After the appends: a stream's messages then commit in the order its row lock admits writers.
+        var seed = _appends.Count > 0 ? _appends[0].Events[0].Id : Guid.NewGuid();
+        var headers = JsonSerializer.Serialize(new Dictionary<string, string?>
+        {
+            ["traceparent"] = Activity.Current?.Id,
+            ["correlationId"] = _metadata.CorrelationId,
+        }, EventTypes.Json);
+        for (var i = 0; i < _messages.Count; i++)
+        {
+            var (message, streamId, messageId) = _messages[i];
+            var publish = new NpgsqlBatchCommand(
+                $"INSERT INTO {schema}.outbox (message_id, stream_id, message_type, message, headers) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) ON CONFLICT (message_id) DO NOTHING");
+            publish.Parameters.Add(new NpgsqlParameter { Value = messageId ?? Derive(seed, i) });
+            publish.Parameters.Add(new NpgsqlParameter { Value = (object?)streamId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+            publish.Parameters.Add(new NpgsqlParameter { Value = types.NameOf(message.GetType()).Name });
+            publish.Parameters.Add(new NpgsqlParameter { Value = types.Serialize(message) });
+            publish.Parameters.Add(new NpgsqlParameter { Value = headers });
+            batch.BatchCommands.Add(publish);
+        }
+        if (_messages.Count > 0) batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_notify('{_store.OutboxChannel}', '')"));
+
+        var results = new List<AppendResult>();
+        var stored = new List<StoredEvent>();
+        try
+        {
+            await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
+            {
+                // Inbox inserts return no rows; move to the first append's result.
+                for (var skip = 0; skip < _processed.Count; skip++) await reader.NextResultAsync(cancellationToken);
+                foreach (var (streamId, _, _, events) in _appends)
+                {
+                    var positions = new List<long>();
+                    long version = 0;
+                    var duplicate = false;
+                    var index = 0;
+                    while (await reader.ReadAsync(cancellationToken))
+                    {
+                        positions.Add(reader.GetInt64(0));
+                        version = reader.GetInt64(1);
+                        duplicate = reader.GetBoolean(4);
+                        if (!duplicate)
+                        {
+                            stored.Add(new StoredEvent(reader.GetInt64(0), 0, events[index].Id, streamId, version, types.NameOf(events[index].Data.GetType()).Name,
+                                events[index].Data, _metadata, reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<byte[]>(3)));
+                        }
+                        index++;
+                    }
+                    results.Add(new AppendResult(streamId, version, positions, duplicate));
+                    await reader.NextResultAsync(cancellationToken);
+                }
+            }
+            if (transaction is not null)
+            {
+                if (stored.Count > 0)
+                {
+                    foreach (var projection in inline)
+                        await projection.ApplyAsync(stored, new ProjectionWrite(connection, transaction, schema, 0), cancellationToken);
+                }
+                await transaction.CommitAsync(cancellationToken);
+            }
+        }
+        catch (PostgresException e) when (e.SqlState == "VE001")
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(e.MessageText, "^stream (.*) is at version ([0-9]+), not the expected");
+            var failed = _appends.First(a => a.StreamId == match.Groups[1].Value);
+            throw new ConcurrencyException(failed.StreamId, failed.Expected ?? -1, long.Parse(match.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation && e.ConstraintName == "inbox_pkey")
+        {
+            throw new DuplicateMessageException(_processed[0].Consumer, _processed[0].MessageId);
+        }
+        return results;
+    }
+
+    /// <summary>A stable id for the i-th message of a batch whose first event is <paramref name="seed"/>.</summary>
+    private static Guid Derive(Guid seed, int index)
+    {
+        Span<byte> input = stackalloc byte[20];
+        seed.TryWriteBytes(input);
+        BitConverter.TryWriteBytes(input[16..], index);
+        Span<byte> hash = stackalloc byte[32];
+        SHA256.HashData(input, hash);
+        return new Guid(hash[..16]);
+    }
+}

@@ -1,0 +1,211 @@
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Verification.EventStore;
+
+public sealed class EventStoreOptions
+{
+    /// <summary>The service's schema: every table of the store lives in it.</summary>
+    public string Schema { get; set; } = "events";
+
+    /// <summary>Events and outbox messages, by stable name.</summary>
+    public EventTypes Types { get; } = new();
+
+    /// <summary>Updated in the same transaction as the events they read.</summary>
+    public List<Projection> InlineProjections { get; } = [];
+
+    /// <summary>Run by the daemon in commit order, one instance at a time.</summary>
+    public List<Projection> AsyncProjections { get; } = [];
+
+    /// <summary>If set, the migration grants this role read and insert on events and nothing more.</summary>
+    public string? ApplicationRole { get; set; }
+
+    public int DaemonBatchSize { get; set; } = 500;
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+}
+
+/// <summary>The event store of one service: streams with expected versions, a hash chain, projections, outbox and inbox.</summary>
+public sealed class EventStore
+{
+    public EventStore(NpgsqlDataSource dataSource, EventStoreOptions options)
+    {
+        if (!System.Text.RegularExpressions.Regex.IsMatch(options.Schema, "^[a-z_][a-z0-9_]{0,40}$"))
+            throw new ArgumentException($"schema name '{options.Schema}' must be lower-case letters, digits and underscores");
+        DataSource = dataSource;
+        Options = options;
+    }
+
+    public NpgsqlDataSource DataSource { get; }
+    public EventStoreOptions Options { get; }
+    public string Schema => Options.Schema;
+    public EventTypes Types => Options.Types;
+    public string EventsChannel => Schema + "_events";
+    public string OutboxChannel => Schema + "_outbox";
+
+    /// <summary>Creates or upgrades the schema. Safe to run from several instances at once.</summary>
+    public async Task MigrateAsync(CancellationToken cancellationToken = default)
+    {
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended(@key, 0))", connection, transaction))
+        {
+            lockCommand.Parameters.AddWithValue("key", "verification-migrate:" + Schema);
+            await lockCommand.ExecuteNonQueryAsync(cancellationToken);
+        }
+        var sql = StoreSchema.Sql(Schema);
+        if (Options.ApplicationRole is { } role) sql += StoreSchema.Grants(Schema, role);
+        await using (var migrate = new NpgsqlCommand(sql, connection, transaction))
+            await migrate.ExecuteNonQueryAsync(cancellationToken);
+        foreach (var projection in Options.InlineProjections.Concat(Options.AsyncProjections))
+        {
+            await using var register = new NpgsqlCommand(
+                $"INSERT INTO {Schema}.projections (name, generation, live) VALUES (@name, 1, true) ON CONFLICT DO NOTHING", connection, transaction);
+            register.Parameters.AddWithValue("name", projection.Name);
+            await register.ExecuteNonQueryAsync(cancellationToken);
+            foreach (var index in projection.Indexes)
+            {
+                await using var create = new NpgsqlCommand(
+                    $"CREATE INDEX IF NOT EXISTS {projection.Name}_{index.Name} ON {Schema}.documents (({index.Expression})) WHERE projection = '{projection.Name}'",
+                    connection, transaction);
+                await create.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+        await transaction.CommitAsync(cancellationToken);
+    }
+
+    public EventSession OpenSession(EventMetadata? metadata = null) => new(this, metadata ?? EventMetadata.Empty);
+
+    /// <summary>Appends to one stream. <paramref name="expectedVersion"/>: 0 starts a new stream, null appends at any version.</summary>
+    public async Task<AppendResult> AppendAsync(string streamId, string streamType, long? expectedVersion, IEnumerable<object> events,
+        EventMetadata? metadata = null, CancellationToken cancellationToken = default)
+    {
+        var results = await OpenSession(metadata).Append(streamId, streamType, expectedVersion, events.ToArray()).SaveChangesAsync(cancellationToken);
+        return results[0];
+    }
+
+    public async Task<long> StreamVersionAsync(string streamId, CancellationToken cancellationToken = default)
+    {
+        await using var command = DataSource.CreateCommand($"SELECT version FROM {Schema}.streams WHERE id = @id");
+        command.Parameters.AddWithValue("id", streamId);
+        return await command.ExecuteScalarAsync(cancellationToken) is long version ? version : 0;
+    }
+
+    /// <summary>A stream's events, all or up to a version, or as they were known at a recorded time.</summary>
+    public async Task<IReadOnlyList<StoredEvent>> ReadStreamAsync(string streamId, long? toVersion = null, DateTimeOffset? recordedUpTo = null,
+        CancellationToken cancellationToken = default)
+    {
+        await using var command = DataSource.CreateCommand(
+            $"SELECT {Columns} FROM {Schema}.events WHERE stream_id = @id AND version <= @to AND recorded_at <= @at ORDER BY version");
+        command.Parameters.AddWithValue("id", streamId);
+        command.Parameters.AddWithValue("to", toVersion ?? long.MaxValue);
+        command.Parameters.AddWithValue("at", recordedUpTo ?? DateTimeOffset.MaxValue);
+        return await ReadEventsAsync(command, cancellationToken);
+    }
+
+    /// <summary>Folds a stream into state (live aggregation); returns the state and the version it reflects.</summary>
+    public async Task<(T? State, long Version)> AggregateAsync<T>(string streamId, Func<T?, object, T?> evolve, long? toVersion = null,
+        DateTimeOffset? recordedUpTo = null, CancellationToken cancellationToken = default) where T : class
+    {
+        T? state = null;
+        long version = 0;
+        foreach (var e in await ReadStreamAsync(streamId, toVersion, recordedUpTo, cancellationToken))
+        {
+            state = evolve(state, e.Data);
+            version = e.Version;
+        }
+        return (state, version);
+    }
+
+    /// <summary>
+    /// Events after <paramref name="after"/> in commit order, only from transactions that have settled:
+    /// those below the oldest transaction still running, so none can later appear before the returned ones.
+    /// </summary>
+    public async Task<IReadOnlyList<StoredEvent>> ReadAllAsync(LogPosition after, int limit, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
+        return await ReadAllAsync(connection, after, limit, cancellationToken);
+    }
+
+    internal async Task<IReadOnlyList<StoredEvent>> ReadAllAsync(NpgsqlConnection connection, LogPosition after, int limit, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            $"""
+            SELECT {Columns} FROM {Schema}.events
+            WHERE (transaction_id, position) > (@xid::text::xid8, @pos)
+              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY transaction_id, position LIMIT @limit
+            """, connection);
+        command.Parameters.AddWithValue("xid", after.TransactionId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        command.Parameters.AddWithValue("pos", after.Position);
+        command.Parameters.AddWithValue("limit", limit);
+        return await ReadEventsAsync(command, cancellationToken);
+    }
+
+    /// <summary>The newest settled place in the log (what a caught-up projection has reached).</summary>
+    public async Task<LogPosition> HeadAsync(CancellationToken cancellationToken = default)
+    {
+        await using var command = DataSource.CreateCommand(
+            $"""
+            SELECT transaction_id::text, position FROM {Schema}.events
+            WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY transaction_id DESC, position DESC LIMIT 1
+            """);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        return await reader.ReadAsync(cancellationToken) ? new LogPosition(ulong.Parse(reader.GetString(0), System.Globalization.CultureInfo.InvariantCulture), reader.GetInt64(1)) : LogPosition.Start;
+    }
+
+    internal const string Columns = "position, transaction_id::text, id, stream_id, version, type, data::text, metadata::text, recorded_at, hash";
+
+    internal async Task<IReadOnlyList<StoredEvent>> ReadEventsAsync(NpgsqlCommand command, CancellationToken cancellationToken)
+    {
+        var events = new List<StoredEvent>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken)) events.Add(Materialize(reader));
+        return events;
+    }
+
+    private StoredEvent Materialize(NpgsqlDataReader reader)
+    {
+        var type = reader.GetString(5);
+        var metadata = JsonSerializer.Deserialize<EventMetadata>(reader.GetString(7), EventTypes.Json)!;
+        var json = reader.GetString(6);
+        object data = Types.IsRegistered(type) ? Types.Deserialize(type, metadata.SchemaVersion, json) : JsonDocument.Parse(json).RootElement.Clone();
+        return new StoredEvent(
+            reader.GetInt64(0), ulong.Parse(reader.GetString(1), System.Globalization.CultureInfo.InvariantCulture), reader.GetGuid(2),
+            reader.GetString(3), reader.GetInt64(4), type, data, metadata, reader.GetFieldValue<DateTimeOffset>(8), reader.GetFieldValue<byte[]>(9));
+    }
+
+    /// <summary>A projection's live document.</summary>
+    public async Task<T?> LoadDocumentAsync<T>(string projection, string id, CancellationToken cancellationToken = default) where T : class
+    {
+        await using var command = DataSource.CreateCommand(
+            $"SELECT d.data::text FROM {Schema}.documents d JOIN {Schema}.projections p ON p.name = d.projection AND p.generation = d.generation AND p.live " +
+            "WHERE d.projection = @p AND d.id = @id");
+        command.Parameters.AddWithValue("p", projection);
+        command.Parameters.AddWithValue("id", id);
+        return await command.ExecuteScalarAsync(cancellationToken) is string json ? JsonSerializer.Deserialize<T>(json, EventTypes.Json) : null;
+    }
+
+    /// <summary>
+    /// Live documents of a projection matching <paramref name="where"/> (SQL over <c>d.data</c>, jsonb), ordered and paged.
+    /// Parameters are added by <paramref name="parameters"/>; never splice input into the SQL.
+    /// </summary>
+    public async Task<IReadOnlyList<T>> QueryDocumentsAsync<T>(string projection, string where, Action<NpgsqlParameterCollection>? parameters,
+        string orderBy = "d.id", int limit = 100, int offset = 0, CancellationToken cancellationToken = default)
+    {
+        await using var command = DataSource.CreateCommand(
+            $"SELECT d.data::text FROM {Schema}.documents d JOIN {Schema}.projections p ON p.name = d.projection AND p.generation = d.generation AND p.live " +
+            $"WHERE d.projection = @projection AND ({where}) ORDER BY {orderBy} LIMIT @limit OFFSET @offset");
+        command.Parameters.AddWithValue("projection", projection);
+        command.Parameters.AddWithValue("limit", limit);
+        command.Parameters.AddWithValue("offset", offset);
+        parameters?.Invoke(command.Parameters);
+        var documents = new List<T>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken)) documents.Add(JsonSerializer.Deserialize<T>(reader.GetString(0), EventTypes.Json)!);
+        return documents;
+    }
+
+    internal static NpgsqlParameter Jsonb(string[] values) => new() { Value = values, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb };
+}

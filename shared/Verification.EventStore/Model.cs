@@ -1,0 +1,53 @@
+namespace Verification.EventStore;
+
+/// <summary>Who did it and why: stored with every event (and hashed with it).</summary>
+public sealed record EventMetadata
+{
+    public string? ActorSub { get; init; }
+    public string? ActorRole { get; init; }
+    public string? ActorParty { get; init; }
+    public string? CorrelationId { get; init; }
+    public string? CausationId { get; init; }
+    public string? TraceId { get; init; }
+    public int SchemaVersion { get; init; } = 1;
+
+    public static readonly EventMetadata Empty = new();
+}
+
+/// <summary>An event as stored: its place in the log, its stream and version, its data and metadata.</summary>
+public sealed record StoredEvent(
+    long Position,
+    ulong TransactionId,
+    Guid Id,
+    string StreamId,
+    long Version,
+    string Type,
+    object Data,
+    EventMetadata Metadata,
+    DateTimeOffset RecordedAt,
+    byte[] Hash);
+
+public sealed record AppendResult(string StreamId, long Version, IReadOnlyList<long> Positions, bool Duplicate);
+
+/// <summary>An event to append with its own id: a retry with the same ids is a no-op.</summary>
+public sealed record NewEvent(Guid Id, object Data);
+
+/// <summary>A place in the log's commit order: (transaction id, position). Zero is before the first event.</summary>
+public readonly record struct LogPosition(ulong TransactionId, long Position)
+{
+    public static readonly LogPosition Start = new(0, 0);
+}
+
+/// <summary>Expected version: a number, <see cref="Any"/>, or <see cref="NoStream"/> (0) to start a stream.</summary>
+public static class ExpectedVersion
+{
+    public const long NoStream = 0;
+    public static readonly long? Any;
+}
+
+public sealed class DuplicateMessageException(string consumer, Guid messageId)
+    : Exception($"message {messageId} was already processed by {consumer}")
+{
+    public string Consumer { get; } = consumer;
+    public Guid MessageId { get; } = messageId;
+}

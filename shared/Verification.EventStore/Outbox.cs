@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Text.Json;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Verification.EventStore;
+
+/// <summary>
+/// Publishes outbox messages after their transaction commits: in outbox order (so in order per stream), at
+/// least once, each with its outbox message id as the MassTransit MessageId so consumers' inboxes dedupe.
+/// One instance publishes at a time (advisory lock).
+/// </summary>
+public sealed partial class OutboxRelay(EventStore store, IServiceScopeFactory scopes, ILogger<OutboxRelay> logger) : BackgroundService
+{
+    private static readonly ActivitySource Source = new("Verification.Outbox");
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await using var connection = await store.DataSource.OpenConnectionAsync(stoppingToken);
+                await using (var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended(@key, 0))", connection))
+                {
+                    tryLock.Parameters.AddWithValue("key", $"verification:{store.Schema}:outbox");
+                    if (!(bool)(await tryLock.ExecuteScalarAsync(stoppingToken))!)
+                    {
+                        await Task.Delay(store.Options.PollInterval * 2, stoppingToken);
+                        continue;
+                    }
+                }
+                await using (var listen = new NpgsqlCommand($"LISTEN {store.OutboxChannel}", connection))
+                    await listen.ExecuteNonQueryAsync(stoppingToken);
+                using var scope = scopes.CreateScope();
+                var publisher = scope.ServiceProvider.GetRequiredService<IPublishEndpoint>();
+                while (!stoppingToken.IsCancellationRequested)
+                {
+                    if (await store.PublishPendingAsync(publisher, stoppingToken) == 0)
+                        await connection.WaitAsync(store.Options.PollInterval, stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                LogFailed(logger, e);
+                await Task.Delay(store.Options.PollInterval, stoppingToken);
+            }
+        }
+    }
+
+    internal static Activity? StartPublishActivity(string? traceparent, string messageType) =>
+        Source.StartActivity("outbox publish " + messageType, ActivityKind.Internal, traceparent ?? default(string));
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox relay failed; retrying")]
+    private static partial void LogFailed(ILogger logger, Exception exception);
+}
+
+public static class Outbox
+{
+    /// <summary>Publishes unsent messages in order and marks each sent. Returns how many were published.</summary>
+    public static async Task<int> PublishPendingAsync(this EventStore store, IPublishEndpoint publisher, CancellationToken cancellationToken = default, int limit = 200)
+    {
+        var pending = new List<(long Position, Guid Id, string Type, string Message, string Headers)>();
+        await using (var read = store.DataSource.CreateCommand(
+            $"SELECT position, message_id, message_type, message::text, headers::text FROM {store.Schema}.outbox WHERE sent_at IS NULL ORDER BY position LIMIT @limit"))
+        {
+            read.Parameters.AddWithValue("limit", limit);
+            await using var reader = await read.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+                pending.Add((reader.GetInt64(0), reader.GetGuid(1), reader.GetString(2), reader.GetString(3), reader.GetString(4)));
+        }
+        foreach (var (position, id, type, json, headersJson) in pending)
+        {
+            var headers = JsonSerializer.Deserialize<Dictionary<string, string?>>(headersJson, EventTypes.Json) ?? [];
+            var message = store.Types.Deserialize(type, json);
+            // The publish joins the trace of the request that wrote the message.
+            using (OutboxRelay.StartPublishActivity(headers.GetValueOrDefault("traceparent"), type))
+            {
+                await publisher.Publish(message, message.GetType(), context =>
+                {
+                    context.MessageId = id;
+                    if (Guid.TryParse(headers.GetValueOrDefault("correlationId"), out var correlation)) context.CorrelationId = correlation;
+                }, cancellationToken);
+            }
+            await using var mark = store.DataSource.CreateCommand($"UPDATE {store.Schema}.outbox SET sent_at = now() WHERE position = @position");
+            mark.Parameters.AddWithValue("position", position);
+            await mark.ExecuteNonQueryAsync(cancellationToken);
+        }
+        return pending.Count;
+    }
+
+    public static async Task<long> UnsentCountAsync(this EventStore store, CancellationToken cancellationToken = default)
+    {
+        await using var command = store.DataSource.CreateCommand($"SELECT count(*) FROM {store.Schema}.outbox WHERE sent_at IS NULL");
+        return (long)(await command.ExecuteScalarAsync(cancellationToken))!;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> once per message id and consumer: the inbox mark is written in the same
+    /// transaction as the consumer's appends, so a redelivered message changes nothing. False if already done.
+    /// </summary>
+    public static async Task<bool> HandleOnceAsync(this EventStore store, string consumer, Guid messageId, EventMetadata metadata,
+        Func<EventSession, Task> work, CancellationToken cancellationToken = default)
+    {
+        await using (var seen = store.DataSource.CreateCommand($"SELECT 1 FROM {store.Schema}.inbox WHERE consumer = @c AND message_id = @m"))
+        {
+            seen.Parameters.AddWithValue("c", consumer);
+            seen.Parameters.AddWithValue("m", messageId);
+            if (await seen.ExecuteScalarAsync(cancellationToken) is not null) return false;
+        }
+        var session = store.OpenSession(metadata).MarkProcessed(consumer, messageId);
+        await work(session);
+        try
+        {
+            await session.SaveChangesAsync(cancellationToken);
+            return true;
+        }
+        catch (DuplicateMessageException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,89 @@
+using System.Text.Json;
+using Npgsql;
+
+namespace Verification.EventStore;
+
+/// <summary>Where a projection writes: the transaction it shares with its checkpoint (or with the append, inline). Generation 0 means the live one.</summary>
+public sealed record ProjectionWrite(NpgsqlConnection Connection, NpgsqlTransaction? Transaction, string Schema, int Generation);
+
+/// <summary>An index on a projection's documents: <paramref name="Expression"/> over <c>data</c> (jsonb).</summary>
+public sealed record DocumentIndex(string Name, string Expression);
+
+/// <summary>Turns events into stored state. Applied in commit order; inline or by the daemon.</summary>
+public abstract class Projection
+{
+    protected Projection(string name)
+    {
+        if (!System.Text.RegularExpressions.Regex.IsMatch(name, "^[a-z_][a-z0-9_]{0,40}$"))
+            throw new ArgumentException($"projection name '{name}' must be lower-case letters, digits and underscores");
+        Name = name;
+    }
+
+    public string Name { get; }
+    public List<DocumentIndex> Indexes { get; } = [];
+
+    public abstract Task ApplyAsync(IReadOnlyList<StoredEvent> events, ProjectionWrite write, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Documents (jsonb) keyed by an id each event names: the stream id for a single-stream view, anything else
+/// (a party, a day) for a multi-stream one. <c>evolve</c> returning null deletes the document.
+/// </summary>
+public sealed class DocumentProjection<TDoc>(string name, Func<StoredEvent, string?> idOf, Func<TDoc?, StoredEvent, TDoc?> evolve)
+    : Projection(name) where TDoc : class
+{
+    /// <summary>A view of one stream: the document id is the stream id.</summary>
+    public static DocumentProjection<TDoc> SingleStream(string name, Func<TDoc?, StoredEvent, TDoc?> evolve) => new(name, e => e.StreamId, evolve);
+
+    public DocumentProjection<TDoc> Index(string name, string expression)
+    {
+        Indexes.Add(new DocumentIndex(name, expression));
+        return this;
+    }
+
+    public override async Task ApplyAsync(IReadOnlyList<StoredEvent> events, ProjectionWrite write, CancellationToken cancellationToken)
+    {
+        var touched = new Dictionary<string, (TDoc? Doc, long Version)>();
+        var ids = events.Select(idOf).Where(id => id is not null).Distinct().ToArray();
+        if (ids.Length == 0) return;
+        var generation = write.Generation != 0
+            ? write.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture)
+            : $"(SELECT generation FROM {write.Schema}.projections WHERE name = @projection AND live)";
+
+        await using (var load = new NpgsqlCommand(
+            $"SELECT id, data::text, version FROM {write.Schema}.documents WHERE projection = @projection AND generation = {generation} AND id = ANY(@ids) FOR UPDATE",
+            write.Connection, write.Transaction))
+        {
+            load.Parameters.AddWithValue("projection", Name);
+            load.Parameters.AddWithValue("ids", ids);
+            await using var reader = await load.ExecuteReaderAsync(cancellationToken);
+            while (await reader.ReadAsync(cancellationToken))
+                touched[reader.GetString(0)] = (JsonSerializer.Deserialize<TDoc>(reader.GetString(1), EventTypes.Json), reader.GetInt64(2));
+        }
+        foreach (var e in events)
+        {
+            if (idOf(e) is not { } id) continue;
+            var current = touched.TryGetValue(id, out var found) ? found.Doc : null;
+            touched[id] = (evolve(current, e), e.Position);
+        }
+
+        await using var batch = new NpgsqlBatch(write.Connection, write.Transaction);
+        foreach (var (id, (doc, version)) in touched)
+        {
+            var command = doc is null
+                ? new NpgsqlBatchCommand($"DELETE FROM {write.Schema}.documents WHERE projection = @projection AND generation = {generation} AND id = @id")
+                : new NpgsqlBatchCommand(
+                    $"INSERT INTO {write.Schema}.documents (projection, generation, id, data, version) VALUES (@projection, {generation}, @id, @data::jsonb, @version) " +
+                    "ON CONFLICT (projection, generation, id) DO UPDATE SET data = excluded.data, version = excluded.version, updated_at = now()");
+            command.Parameters.AddWithValue("projection", Name);
+            command.Parameters.AddWithValue("id", id);
+            if (doc is not null)
+            {
+                command.Parameters.AddWithValue("data", JsonSerializer.Serialize(doc, EventTypes.Json));
+                command.Parameters.AddWithValue("version", version);
+            }
+            batch.BatchCommands.Add(command);
+        }
+        await batch.ExecuteNonQueryAsync(cancellationToken);
+    }
+}

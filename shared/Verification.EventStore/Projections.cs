@@ -1,0 +1,89 @@
+using System.Globalization;
+using Npgsql;
+
+namespace Verification.EventStore;
+
+/// <summary>Rebuilds, status and comparison of projections: what operators and auditors ask of them.</summary>
+public static class Projections
+{
+    /// <summary>Starts a rebuild from position zero beside the live generation; the daemon swaps it in when caught up.</summary>
+    public static async Task<int> RequestRebuildAsync(this EventStore store, string projection, CancellationToken cancellationToken = default)
+    {
+        await using var command = store.DataSource.CreateCommand(
+            $"""
+            INSERT INTO {store.Schema}.projections (name, generation, live)
+            SELECT @name, max(generation) + 1, false FROM {store.Schema}.projections WHERE name = @name
+            HAVING NOT bool_or(NOT live)
+            RETURNING generation
+            """);
+        command.Parameters.AddWithValue("name", projection);
+        return await command.ExecuteScalarAsync(cancellationToken) is int generation
+            ? generation
+            : throw new InvalidOperationException($"projection '{projection}' is unknown or already rebuilding");
+    }
+
+    public static async Task<IReadOnlyList<ProjectionStatus>> ProjectionStatusAsync(this EventStore store, string projection, CancellationToken cancellationToken = default)
+    {
+        var head = await store.HeadAsync(cancellationToken);
+        await using var command = store.DataSource.CreateCommand(
+            $"SELECT generation, live, last_xid::text, last_position, processed FROM {store.Schema}.projections WHERE name = @name ORDER BY generation");
+        command.Parameters.AddWithValue("name", projection);
+        var status = new List<ProjectionStatus>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            status.Add(new ProjectionStatus(projection, reader.GetInt32(0), reader.GetBoolean(1),
+                new LogPosition(ulong.Parse(reader.GetString(2), CultureInfo.InvariantCulture), reader.GetInt64(3)), reader.GetInt64(4), head));
+        }
+        return status;
+    }
+
+    /// <summary>
+    /// Builds the projection from zero into a scratch generation up to the live one's checkpoint (the head, for
+    /// inline projections), compares document by document, then discards it. Empty means equal.
+    /// </summary>
+    public static async Task<IReadOnlyList<string>> RebuildAndCompareAsync(this EventStore store, Projection projection, CancellationToken cancellationToken = default)
+    {
+        const int scratch = -1;
+        var inline = store.Options.InlineProjections.Contains(projection);
+        var live = (await store.ProjectionStatusAsync(projection.Name, cancellationToken)).Single(s => s.Live);
+        var until = inline ? live.Head : live.Checkpoint;
+        await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
+        await DeleteGenerationAsync(connection, store.Schema, projection.Name, scratch, cancellationToken);
+        var position = LogPosition.Start;
+        while (true)
+        {
+            var page = (await store.ReadAllAsync(connection, position, store.Options.DaemonBatchSize, cancellationToken))
+                .Where(e => (e.TransactionId, e.Position).CompareTo((until.TransactionId, until.Position)) <= 0).ToList();
+            if (page.Count == 0) break;
+            await projection.ApplyAsync(page, new ProjectionWrite(connection, null, store.Schema, scratch), cancellationToken);
+            position = new LogPosition(page[^1].TransactionId, page[^1].Position);
+        }
+        await using var compare = new NpgsqlCommand(
+            $"""
+            SELECT coalesce(a.id, b.id), a.data::text, b.data::text
+            FROM (SELECT id, data FROM {store.Schema}.documents WHERE projection = @name AND generation = @live) a
+            FULL JOIN (SELECT id, data FROM {store.Schema}.documents WHERE projection = @name AND generation = @scratch) b ON a.id = b.id
+            WHERE a.data::text IS DISTINCT FROM b.data::text ORDER BY 1
+            """, connection);
+        compare.Parameters.AddWithValue("name", projection.Name);
+        compare.Parameters.AddWithValue("live", live.Generation);
+        compare.Parameters.AddWithValue("scratch", scratch);
+        var differences = new List<string>();
+        await using (var reader = await compare.ExecuteReaderAsync(cancellationToken))
+        {
+            while (await reader.ReadAsync(cancellationToken))
+                differences.Add($"{reader.GetString(0)}: live {(reader.IsDBNull(1) ? "(missing)" : reader.GetString(1))} rebuilt {(reader.IsDBNull(2) ? "(missing)" : reader.GetString(2))}");
+        }
+        await DeleteGenerationAsync(connection, store.Schema, projection.Name, scratch, cancellationToken);
+        return differences;
+    }
+
+    private static async Task DeleteGenerationAsync(NpgsqlConnection connection, string schema, string name, int generation, CancellationToken cancellationToken)
+    {
+        await using var delete = new NpgsqlCommand($"DELETE FROM {schema}.documents WHERE projection = @name AND generation = @generation", connection);
+        delete.Parameters.AddWithValue("name", name);
+        delete.Parameters.AddWithValue("generation", generation);
+        await delete.ExecuteNonQueryAsync(cancellationToken);
+    }
+}

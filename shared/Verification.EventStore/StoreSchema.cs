@@ -1,0 +1,161 @@
+namespace Verification.EventStore;
+
+/// <summary>The store's tables and functions. Every statement is idempotent; migration runs under an advisory lock.</summary>
+internal static class StoreSchema
+{
+    public static string Sql(string s) => $$"""
+        CREATE SCHEMA IF NOT EXISTS {{s}};
+
+        CREATE TABLE IF NOT EXISTS {{s}}.streams (
+            id          text PRIMARY KEY,
+            type        text NOT NULL,
+            version     bigint NOT NULL,
+            last_hash   bytea,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            updated_at  timestamptz NOT NULL DEFAULT now(),
+            archived    boolean NOT NULL DEFAULT false
+        );
+
+        CREATE TABLE IF NOT EXISTS {{s}}.events (
+            position        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            transaction_id  xid8 NOT NULL DEFAULT pg_current_xact_id(),
+            id              uuid NOT NULL UNIQUE,
+            stream_id       text NOT NULL,
+            version         bigint NOT NULL,
+            type            text NOT NULL,
+            data            jsonb NOT NULL,
+            metadata        jsonb NOT NULL,
+            recorded_at     timestamptz NOT NULL,
+            hash            bytea NOT NULL,
+            UNIQUE (stream_id, version)
+        );
+        CREATE INDEX IF NOT EXISTS events_commit_order ON {{s}}.events (transaction_id, position);
+        CREATE INDEX IF NOT EXISTS events_recorded_at ON {{s}}.events (recorded_at);
+        CREATE INDEX IF NOT EXISTS events_type ON {{s}}.events (type);
+
+        -- The log is append-only: the database itself refuses to change or remove an event.
+        CREATE OR REPLACE FUNCTION {{s}}.refuse_event_change() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN
+            RAISE EXCEPTION 'events are append-only: % refused on %.events', TG_OP, TG_TABLE_SCHEMA USING ERRCODE = 'VE003';
+        END $f$;
+        DROP TRIGGER IF EXISTS events_append_only ON {{s}}.events;
+        CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON {{s}}.events FOR EACH ROW EXECUTE FUNCTION {{s}}.refuse_event_change();
+        DROP TRIGGER IF EXISTS events_no_truncate ON {{s}}.events;
+        CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {{s}}.events FOR EACH STATEMENT EXECUTE FUNCTION {{s}}.refuse_event_change();
+
+        CREATE TABLE IF NOT EXISTS {{s}}.outbox (
+            position     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            message_id   uuid NOT NULL UNIQUE,
+            stream_id    text,
+            message_type text NOT NULL,
+            message      jsonb NOT NULL,
+            headers      jsonb NOT NULL,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            sent_at      timestamptz
+        );
+        CREATE INDEX IF NOT EXISTS outbox_unsent ON {{s}}.outbox (position) WHERE sent_at IS NULL;
+
+        CREATE TABLE IF NOT EXISTS {{s}}.inbox (
+            consumer     text NOT NULL,
+            message_id   uuid NOT NULL,
+            processed_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (consumer, message_id)
+        );
+
+        CREATE TABLE IF NOT EXISTS {{s}}.projections (
+            name           text NOT NULL,
+            generation     int NOT NULL,
+            live           boolean NOT NULL,
+            last_xid       xid8 NOT NULL DEFAULT '0'::xid8,
+            last_position  bigint NOT NULL DEFAULT 0,
+            processed      bigint NOT NULL DEFAULT 0,
+            updated_at     timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (name, generation)
+        );
+
+        CREATE TABLE IF NOT EXISTS {{s}}.documents (
+            projection  text NOT NULL,
+            generation  int NOT NULL,
+            id          text NOT NULL,
+            data        jsonb NOT NULL,
+            version     bigint NOT NULL,
+            updated_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (projection, generation, id)
+        );
+
+        -- One round trip per append: the expected version is checked (under the stream's row lock)
+        -- before any sequence number is taken, so a losing writer leaves no gap in the positions.
+        CREATE OR REPLACE FUNCTION {{s}}.append_events(
+            p_stream text, p_stream_type text, p_expected bigint,
+            p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[])
+        RETURNS TABLE (o_position bigint, o_version bigint, o_recorded_at timestamptz, o_hash bytea, o_duplicate boolean)
+        LANGUAGE plpgsql AS $f$
+        DECLARE
+            v_version bigint;
+            v_hash bytea;
+            v_now timestamptz := now();
+            v_stamp text := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
+            v_existing int;
+            v_data jsonb;
+            v_meta jsonb;
+        BEGIN
+            SELECT count(*) INTO v_existing FROM {{s}}.events WHERE id = ANY(p_ids);
+            IF v_existing > 0 THEN
+                IF v_existing = cardinality(p_ids)
+                   AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ANY(p_ids) AND stream_id <> p_stream) THEN
+                    RETURN QUERY SELECT e.position, e.version, e.recorded_at, e.hash, true
+                                 FROM {{s}}.events e WHERE e.id = ANY(p_ids) ORDER BY e.version;
+                    RETURN;
+                END IF;
+                RAISE EXCEPTION 'batch for stream % repeats some event ids but not all', p_stream USING ERRCODE = 'VE002';
+            END IF;
+
+            SELECT s.version, s.last_hash INTO v_version, v_hash FROM {{s}}.streams s WHERE s.id = p_stream FOR UPDATE;
+            IF NOT FOUND THEN
+                IF p_expected IS NOT NULL AND p_expected <> 0 THEN
+                    RAISE EXCEPTION 'stream % is at version 0, not the expected %', p_stream, p_expected USING ERRCODE = 'VE001';
+                END IF;
+                INSERT INTO {{s}}.streams (id, type, version, created_at, updated_at)
+                VALUES (p_stream, p_stream_type, 0, v_now, v_now) ON CONFLICT (id) DO NOTHING;
+                IF NOT FOUND THEN
+                    -- A concurrent writer created it first.
+                    SELECT s.version, s.last_hash INTO v_version, v_hash FROM {{s}}.streams s WHERE s.id = p_stream FOR UPDATE;
+                    IF p_expected IS NOT NULL THEN
+                        RAISE EXCEPTION 'stream % is at version %, not the expected %', p_stream, v_version, p_expected USING ERRCODE = 'VE001';
+                    END IF;
+                ELSE
+                    v_version := 0;
+                END IF;
+            ELSIF p_expected IS NOT NULL AND v_version <> p_expected THEN
+                RAISE EXCEPTION 'stream % is at version %, not the expected %', p_stream, v_version, p_expected USING ERRCODE = 'VE001';
+            END IF;
+
+            FOR i IN 1 .. cardinality(p_ids) LOOP
+                v_version := v_version + 1;
+                v_data := p_data[i];
+                v_meta := p_metadata[i];
+                -- Canonical bytes (documented in the README): fields joined by LF, jsonb in PostgreSQL's text form.
+                v_hash := sha256(coalesce(v_hash, ''::bytea) || convert_to(
+                    p_stream || E'\n' || v_version::text || E'\n' || p_ids[i]::text || E'\n' || p_types[i] || E'\n' ||
+                    v_stamp || E'\n' || v_data::text || E'\n' || v_meta::text, 'UTF8'));
+                INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
+                VALUES (p_ids[i], p_stream, v_version, p_types[i], v_data, v_meta, v_now, v_hash)
+                RETURNING position INTO o_position;
+                o_version := v_version; o_recorded_at := v_now; o_hash := v_hash; o_duplicate := false;
+                RETURN NEXT;
+            END LOOP;
+
+            UPDATE {{s}}.streams SET version = v_version, last_hash = v_hash, updated_at = v_now WHERE id = p_stream;
+            PERFORM pg_notify('{{s}}_events', '');
+        END $f$;
+        """;
+
+    /// <summary>Grants for the service's own login: read and insert events, never change them.</summary>
+    public static string Grants(string s, string role) => $$"""
+        GRANT USAGE ON SCHEMA {{s}} TO {{role}};
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {{s}} TO {{role}};
+        REVOKE UPDATE, DELETE, TRUNCATE ON {{s}}.events FROM {{role}};
+        GRANT SELECT, INSERT ON {{s}}.events TO {{role}};
+        GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {{s}} TO {{role}};
+        """;
+}

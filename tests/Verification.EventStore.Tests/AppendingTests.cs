@@ -1,0 +1,191 @@
+using System.Text.Json.Nodes;
+using Npgsql;
+using Verification.EventStore;
+
+namespace Verification.EventStore.Tests;
+
+public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFixture>
+{
+    private EventStore Store => fixture.Store;
+    private static string NewId() => "inc-" + Guid.NewGuid().ToString("N")[..12];
+
+    [Fact]
+    public async Task Appended_events_read_back_with_versions_names_and_metadata()
+    {
+        var id = NewId();
+        var metadata = new EventMetadata { ActorSub = "m1", ActorRole = "monitor", ActorParty = "OSCE", CorrelationId = "c-1", TraceId = "t-1" };
+        var first = await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Kharkiv", 19)], metadata);
+        var second = await Store.AppendAsync(id, "incident", 1, [new Revised(id, 30), new Revised(id, 31)], metadata);
+
+        Assert.Equal(1, first.Version);
+        Assert.Equal(3, second.Version);
+        var events = await Store.ReadStreamAsync(id);
+        Assert.Equal([1L, 2, 3], events.Select(e => e.Version));
+        Assert.Equal(["noted", "revised", "revised"], events.Select(e => e.Type));
+        Assert.Equal(new Noted(id, "Kharkiv", 19), events[0].Data);
+        Assert.Equal("monitor", events[2].Metadata.ActorRole);
+        Assert.Equal("OSCE", events[2].Metadata.ActorParty);
+        Assert.Equal(3, await Store.StreamVersionAsync(id));
+        Assert.Equal(1, await fixture.ScalarAsync($"SELECT count(*) FROM es.streams WHERE id = '{id}' AND type = 'incident' AND version = 3"));
+    }
+
+    [Fact]
+    public async Task Of_many_writers_with_the_same_expected_version_exactly_one_wins_and_losers_leave_no_gap()
+    {
+        var id = NewId();
+        await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Kyiv", 1)]);
+        var before = await fixture.ScalarAsync("SELECT coalesce(max(position), 0) FROM es.events");
+
+        using var start = new ManualResetEventSlim();
+        var writers = Enumerable.Range(0, 16).Select(i => Task.Run(async () =>
+        {
+            start.Wait();
+            try
+            {
+                await Store.AppendAsync(id, "incident", 1, [new Revised(id, i)]);
+                return true;
+            }
+            catch (ConcurrencyException e)
+            {
+                Assert.Equal(1, e.Expected);
+                Assert.Equal(2, e.Actual);
+                return false;
+            }
+        })).ToArray();
+        start.Set();
+        var outcomes = await Task.WhenAll(writers);
+
+        Assert.Single(outcomes, won => won);
+        Assert.Equal([1L, 2], (await Store.ReadStreamAsync(id)).Select(e => e.Version));
+        // The next append takes the very next position: the 15 losers took no sequence number.
+        var next = await Store.AppendAsync(id, "incident", 2, [new Revised(id, 99)]);
+        var winnerPosition = await fixture.ScalarAsync($"SELECT position FROM es.events WHERE stream_id = '{id}' AND version = 2");
+        Assert.Equal(winnerPosition + 1, next.Positions[0]);
+        Assert.True(winnerPosition > before);
+    }
+
+    [Fact]
+    public async Task Starting_a_stream_that_exists_is_a_conflict_and_writes_nothing()
+    {
+        var id = NewId();
+        await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Odesa", 2)]);
+        var error = await Assert.ThrowsAsync<ConcurrencyException>(() => Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Odesa", 3)]));
+        Assert.Equal(1, error.Actual);
+        Assert.Single(await Store.ReadStreamAsync(id));
+        await Assert.ThrowsAsync<ConcurrencyException>(() => Store.AppendAsync(NewId(), "incident", 4, [new Revised(id, 1)]));
+    }
+
+    [Fact]
+    public async Task Retrying_the_same_batch_is_a_no_op()
+    {
+        var id = NewId();
+        NewEvent[] batch = [new(Guid.NewGuid(), new Noted(id, "Dnipro", 5)), new(Guid.NewGuid(), new Revised(id, 6))];
+        var first = await Store.OpenSession().Append(id, "incident", 0, batch).Publish(new Revised(id, 6)).SaveChangesAsync();
+        var retry = await Store.OpenSession().Append(id, "incident", 0, batch).Publish(new Revised(id, 6)).SaveChangesAsync();
+
+        Assert.False(first[0].Duplicate);
+        Assert.True(retry[0].Duplicate);
+        Assert.Equal(first[0].Positions, retry[0].Positions);
+        Assert.Equal(2, (await Store.ReadStreamAsync(id)).Count);
+        Assert.Equal(1, await fixture.ScalarAsync($"SELECT count(*) FROM es.outbox WHERE message->>'incidentId' = '{id}'"));
+        var partial = await Assert.ThrowsAsync<PostgresException>(() =>
+            Store.OpenSession().Append(id, "incident", 2, [batch[0], new NewEvent(Guid.NewGuid(), new Revised(id, 7))]).SaveChangesAsync());
+        Assert.Equal("VE002", partial.SqlState);
+    }
+
+    [Fact]
+    public async Task Several_streams_commit_together_or_not_at_all()
+    {
+        var a = NewId();
+        var b = NewId();
+        await Store.AppendAsync(b, "incident", 0, [new Noted(b, "Sumy", 1)]);
+        await Assert.ThrowsAsync<ConcurrencyException>(() => Store.OpenSession()
+            .Append(a, "incident", 0, new Noted(a, "Sumy", 2))
+            .Append(b, "incident", 0, new Noted(b, "Sumy", 3))
+            .Publish(new Revised(a, 2))
+            .SaveChangesAsync());
+        Assert.Empty(await Store.ReadStreamAsync(a));
+        Assert.Null(await Store.LoadDocumentAsync<IncidentView>("incident_view", a));
+        Assert.Equal(0, await fixture.ScalarAsync($"SELECT count(*) FROM es.outbox WHERE message->>'incidentId' = '{a}'"));
+
+        var both = await Store.OpenSession().Append(a, "incident", 0, new Noted(a, "Sumy", 2)).Append(b, "incident", 1, new Revised(b, 4)).SaveChangesAsync();
+        Assert.Equal([1L, 2], both.Select(r => r.Version));
+    }
+
+    [Fact]
+    public async Task The_inline_projection_is_written_in_the_same_transaction()
+    {
+        var id = NewId();
+        await Store.AppendAsync(id, "incident", 0, [new Noted(id, "Zaporizhzhia", 29)]);
+        Assert.Equal(new IncidentView(id, "Zaporizhzhia", 29, 0), await Store.LoadDocumentAsync<IncidentView>("incident_view", id));
+        await Store.AppendAsync(id, "incident", 1, [new Revised(id, 60)]);
+        await Assert.ThrowsAsync<ConcurrencyException>(() => Store.AppendAsync(id, "incident", 1, [new Revised(id, 70)]));
+        Assert.Equal(new IncidentView(id, "Zaporizhzhia", 60, 1), await Store.LoadDocumentAsync<IncidentView>("incident_view", id));
+
+        var found = await Store.QueryDocumentsAsync<IncidentView>("incident_view", "d.data->>'region' = @region", p => p.AddWithValue("region", "Zaporizhzhia"));
+        Assert.Contains(found, v => v.Id == id);
+        var differences = await Store.RebuildAndCompareAsync(fixture.Store.Options.InlineProjections[0]);
+        Assert.True(differences.Count == 0, string.Join("\n", differences));
+    }
+
+    [Fact]
+    public async Task Time_travel_gives_the_state_as_of_a_version_and_as_of_a_recorded_time()
+    {
+        var id = NewId();
+        await Store.AppendAsync(id, "incident", 0, [new Noted(id, "Kyiv", 1)]);
+        await Store.AppendAsync(id, "incident", 1, [new Revised(id, 4)]);
+        var knownAt = (await Store.ReadStreamAsync(id))[^1].RecordedAt;
+        await Eventually(async () => await fixture.ScalarAsync("SELECT (now() > '" + knownAt.UtcDateTime.ToString("O") + "'::timestamptz)::int") == 1);
+        await Store.AppendAsync(id, "incident", 2, [new Revised(id, 9)]);
+
+        static IncidentView? Evolve(IncidentView? view, object e) => e switch
+        {
+            Noted n => new IncidentView(n.IncidentId, n.Region, n.Count, 0),
+            Revised r => view! with { Count = r.Count, Revisions = view.Revisions + 1 },
+            _ => view,
+        };
+        Assert.Equal(1, (await Store.AggregateAsync<IncidentView>(id, Evolve, toVersion: 1)).State!.Count);
+        var asKnown = await Store.AggregateAsync<IncidentView>(id, Evolve, recordedUpTo: knownAt);
+        Assert.Equal((4, 2L), (asKnown.State!.Count, asKnown.Version));
+        Assert.Equal(9, (await Store.AggregateAsync<IncidentView>(id, Evolve)).State!.Count);
+    }
+
+    [Fact]
+    public async Task Older_event_versions_are_upcast_on_read()
+    {
+        var id = NewId();
+        var v1 = new EventStore(fixture.DataSource, StoreFixture.Options("es_upcast"));
+        await v1.MigrateAsync();
+        await v1.AppendAsync(id, "incident", 0, [new Noted(id, "Kherson", 7)]);
+        var v2 = new EventStoreOptions { Schema = "es_upcast" };
+        v2.Types.Register<NotedV2>("noted", version: 2).Upcast("noted", 1, old => new JsonObject
+        {
+            ["incidentId"] = old["incidentId"]!.GetValue<string>(),
+            ["region"] = old["region"]!.GetValue<string>(),
+            ["low"] = old["count"]!.GetValue<int>(),
+            ["high"] = old["count"]!.GetValue<int>(),
+        });
+        var reader = new EventStore(fixture.DataSource, v2);
+        Assert.Equal(new NotedV2(id, "Kherson", 7, 7), (await reader.ReadStreamAsync(id))[0].Data);
+        // New writes carry schema version 2 and are read as they are.
+        await reader.AppendAsync(id, "incident", 1, [new NotedV2(id, "Kherson", 5, 9)]);
+        var stored = await reader.ReadStreamAsync(id);
+        Assert.Equal(2, stored[1].Metadata.SchemaVersion);
+        Assert.Equal(new NotedV2(id, "Kherson", 5, 9), stored[1].Data);
+        // Old code refuses what it cannot understand rather than misreading it.
+        await Assert.ThrowsAsync<InvalidOperationException>(() => v1.ReadStreamAsync(id));
+    }
+
+    [Fact]
+    public async Task Migration_is_idempotent_and_concurrent_start_ups_do_not_collide()
+    {
+        var stores = Enumerable.Range(0, 4).Select(_ => new EventStore(fixture.DataSource, StoreFixture.Options("es_concurrent"))).ToList();
+        await Task.WhenAll(stores.Select(s => s.MigrateAsync()));
+        await stores[0].MigrateAsync();
+        var id = NewId();
+        await stores[1].AppendAsync(id, "incident", 0, [new Noted(id, "Lviv", 1)]);
+        Assert.Single(await stores[2].ReadStreamAsync(id));
+    }
+
+    private static async Task Eventually(Func<Task<bool>> condition) => await Verification.Testing.Eventually.True(condition);
+}
