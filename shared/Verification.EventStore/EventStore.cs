@@ -147,7 +147,7 @@ public sealed class EventStore
     {
         await using var command = DataSource.CreateCommand(
             $"""
-            SELECT transaction_id::text, position FROM {Schema}.events
+            SELECT transaction_id::text AS xid_text, position FROM {Schema}.events
             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
             ORDER BY transaction_id DESC, position DESC LIMIT 1
             """);
@@ -155,7 +155,7 @@ public sealed class EventStore
         return await reader.ReadAsync(cancellationToken) ? new LogPosition(ulong.Parse(reader.GetString(0), System.Globalization.CultureInfo.InvariantCulture), reader.GetInt64(1)) : LogPosition.Start;
     }
 
-    internal const string Columns = "position, transaction_id::text, id, stream_id, version, type, data::text, metadata::text, recorded_at, hash";
+    internal const string Columns = "position, transaction_id::text AS xid_text, id, stream_id, version, type, data::text, metadata::text, recorded_at, hash";
 
     internal async Task<IReadOnlyList<StoredEvent>> ReadEventsAsync(NpgsqlCommand command, CancellationToken cancellationToken)
     {

@@ -64,8 +64,17 @@ public sealed partial class OutboxRelay(EventStore store, IServiceScopeFactory s
 
 public static class Outbox
 {
-    /// <summary>Publishes unsent messages in order and marks each sent. Returns how many were published.</summary>
-    public static async Task<int> PublishPendingAsync(this EventStore store, IPublishEndpoint publisher, CancellationToken cancellationToken = default, int limit = 200)
+    /// <summary>Publishes unsent messages through MassTransit in order and marks each sent. Returns how many were published.</summary>
+    public static Task<int> PublishPendingAsync(this EventStore store, IPublishEndpoint publisher, CancellationToken cancellationToken = default, int limit = 200) =>
+        store.PublishPendingAsync((message, id, correlation, ct) => publisher.Publish(message, message.GetType(), context =>
+        {
+            context.MessageId = id;
+            context.CorrelationId = correlation;
+        }, ct), cancellationToken, limit);
+
+    /// <summary>The relay's loop body with the publish step given: (message, message id, correlation id).</summary>
+    public static async Task<int> PublishPendingAsync(this EventStore store, Func<object, Guid, Guid?, CancellationToken, Task> publish,
+        CancellationToken cancellationToken = default, int limit = 200)
     {
         var pending = new List<(long Position, Guid Id, string Type, string Message, string Headers)>();
         await using (var read = store.DataSource.CreateCommand(
@@ -83,11 +92,7 @@ public static class Outbox
             // The publish joins the trace of the request that wrote the message.
             using (OutboxRelay.StartPublishActivity(headers.GetValueOrDefault("traceparent"), type))
             {
-                await publisher.Publish(message, message.GetType(), context =>
-                {
-                    context.MessageId = id;
-                    if (Guid.TryParse(headers.GetValueOrDefault("correlationId"), out var correlation)) context.CorrelationId = correlation;
-                }, cancellationToken);
+                await publish(message, id, Guid.TryParse(headers.GetValueOrDefault("correlationId"), out var correlation) ? correlation : null, cancellationToken);
             }
             await using var mark = store.DataSource.CreateCommand($"UPDATE {store.Schema}.outbox SET sent_at = now() WHERE position = @position");
             mark.Parameters.AddWithValue("position", position);

@@ -48,7 +48,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             {
                 return;
             }
-            catch (Exception e) when (e is NpgsqlException or InvalidOperationException or System.Text.Json.JsonException)
+            catch (Exception e)
             {
                 LogFailed(logger, e, projection.Name);
                 await Task.Delay(store.Options.PollInterval, stoppingToken);

@@ -1,0 +1,206 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using NpgsqlTypes;
+using Verification.EventStore;
+using Verification.Testing;
+
+namespace Verification.EventStore.Tests;
+
+public sealed record StreamCheck(string StreamId, long Count, long LastVersion, long Anomalies);
+
+public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixture>
+{
+    /// <summary>Counts every event per stream and flags any repeat or skip (a version that is not last + 1).</summary>
+    private static DocumentProjection<StreamCheck> StreamChecks() => DocumentProjection<StreamCheck>.SingleStream("stream_check", (check, e) =>
+        check is null
+            ? new StreamCheck(e.StreamId, 1, e.Version, e.Version == 1 ? 0 : 1)
+            : check with { Count = check.Count + 1, LastVersion = e.Version, Anomalies = check.Anomalies + (e.Version == check.LastVersion + 1 ? 0 : 1) });
+
+    private async Task<EventStore> StoreAsync(string schema, int batchSize = 500)
+    {
+        var options = StoreFixture.Options(schema);
+        options.InlineProjections.Clear();
+        options.AsyncProjections.Add(StreamChecks());
+        options.DaemonBatchSize = batchSize;
+        var store = new EventStore(fixture.DataSource, options);
+        await store.MigrateAsync();
+        return store;
+    }
+
+    private static async Task WaitCaughtUpAsync(EventStore store, long expectedEvents, TimeSpan timeout)
+    {
+        foreach (var projection in store.Options.AsyncProjections)
+        {
+          try
+          {
+            await Eventually.True(async () =>
+            {
+                var status = await store.ProjectionStatusAsync(projection.Name);
+                return status.Count == 1 && status[0].Live && status[0].CaughtUp && status[0].Checkpoint.Position > 0 &&
+                       await CountAsync(store) == expectedEvents;
+            }, timeout, $"{projection.Name} to catch up");
+          }
+          catch (TimeoutException e)
+          {
+            await using var activity = store.DataSource.CreateCommand("SELECT string_agg(format('%s|%s|%s|%s|%s', pid, backend_xid, backend_xmin, state, left(query, 80)), E'\n') FROM pg_stat_activity WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL");
+            var sessions = await activity.ExecuteScalarAsync();
+            throw new TimeoutException(e.Message + ": " + string.Join("; ", await store.ProjectionStatusAsync(projection.Name)) + $" events {await CountAsync(store)}\n{sessions}", e);
+          }
+        }
+    }
+
+    private static async Task<long> CountAsync(EventStore store)
+    {
+        await using var command = store.DataSource.CreateCommand($"SELECT count(*) FROM {store.Schema}.events");
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    private static async Task AssertExactlyOnceAsync(EventStore store, long expectedEvents)
+    {
+        var checks = await store.QueryDocumentsAsync<StreamCheck>("stream_check", "true", null, limit: 100_000);
+        Assert.Equal(expectedEvents, checks.Sum(c => c.Count));
+        Assert.All(checks, c => Assert.Equal(0, c.Anomalies));
+        await using var versions = store.DataSource.CreateCommand($"SELECT id, version FROM {store.Schema}.streams");
+        await using var reader = await versions.ExecuteReaderAsync();
+        var byStream = checks.ToDictionary(c => c.StreamId);
+        var streams = 0;
+        while (await reader.ReadAsync())
+        {
+            Assert.Equal(reader.GetInt64(1), byStream[reader.GetString(0)].Count);
+            streams++;
+        }
+        Assert.Equal(streams, checks.Count);
+    }
+
+    /// <summary>Appends inside a transaction the caller controls, through the store's own SQL function.</summary>
+    private static async Task AppendRawAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string stream, int n)
+    {
+        await using var command = new NpgsqlCommand($"SELECT count(*) FROM {schema}.append_events(@s, 'incident', NULL, @ids, @types, @data, @meta)", connection, transaction);
+        command.Parameters.AddWithValue("s", stream);
+        command.Parameters.AddWithValue("ids", Enumerable.Range(0, n).Select(_ => Guid.NewGuid()).ToArray());
+        command.Parameters.AddWithValue("types", Enumerable.Repeat("revised", n).ToArray());
+        command.Parameters.Add(new NpgsqlParameter("data", NpgsqlDbType.Array | NpgsqlDbType.Jsonb) { Value = Enumerable.Repeat(JsonSerializer.Serialize(new Revised(stream, 1), EventTypes.Json), n).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter("meta", NpgsqlDbType.Array | NpgsqlDbType.Jsonb) { Value = Enumerable.Repeat("{\"schemaVersion\":1}", n).ToArray() });
+        await command.ExecuteScalarAsync();
+    }
+
+    [Fact]
+    public async Task Under_interleaved_long_and_short_transactions_every_event_is_projected_exactly_once()
+    {
+        var store = await StoreAsync("es_daemon");
+        var daemon = new ProjectionDaemon(store, NullLogger<ProjectionDaemon>.Instance);
+        await daemon.StartAsync(CancellationToken.None);
+
+        const int writers = 4, appendsPerWriter = 250, batch = 100;
+        long appended = 0;
+        var writing = Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; i < appendsPerWriter; i++)
+            {
+                var stream = $"w{w}-s{i % 10}";
+                var events = new object[batch];
+                events[0] = new Noted(stream, $"region-{w}", 1);
+                for (var k = 1; k < batch; k++) events[k] = new Revised(stream, k);
+                await store.AppendAsync(stream, "incident", null, events);
+                Interlocked.Add(ref appended, batch);
+            }
+        })).ToList();
+
+        // Long transactions that take their xid early and append late, or append early and commit late,
+        // while the short ones above commit around them.
+        var longOnes = Task.Run(async () =>
+        {
+            for (var round = 0; round < 6; round++)
+            {
+                await using var connection = await store.DataSource.OpenConnectionAsync();
+                await using var transaction = await connection.BeginTransactionAsync();
+                if (round % 2 == 0)
+                {
+                    await using var xid = new NpgsqlCommand("SELECT pg_current_xact_id()", connection, transaction);
+                    await xid.ExecuteScalarAsync();
+                }
+                else
+                {
+                    await AppendRawAsync(connection, transaction, store.Schema, $"long-{round}", 50);
+                }
+                var mark = Interlocked.Read(ref appended);
+                await Eventually.True(() => Task.FromResult(Interlocked.Read(ref appended) >= Math.Min(mark + 3000, writers * appendsPerWriter * batch)),
+                    TimeSpan.FromMinutes(2), "short transactions to commit meanwhile");
+                if (round % 2 == 0) await AppendRawAsync(connection, transaction, store.Schema, $"long-{round}", 50);
+                await transaction.CommitAsync();
+            }
+        });
+        await Task.WhenAll(writing.Append(longOnes));
+
+        var total = writers * appendsPerWriter * batch + 6 * 50;
+        Assert.True(total >= 100_000);
+        await WaitCaughtUpAsync(store, total, TimeSpan.FromMinutes(3));
+        await daemon.StopAsync(CancellationToken.None);
+
+        await AssertExactlyOnceAsync(store, total);
+        var tallies = await store.QueryDocumentsAsync<RegionTally>("region_tally", "true", null);
+        Assert.Equal(writers * appendsPerWriter, tallies.Sum(t => t.Events));
+    }
+
+    [Fact]
+    public async Task One_instance_runs_a_projection_and_another_takes_over_when_it_stops()
+    {
+        var store = await StoreAsync("es_takeover", batchSize: 50);
+        var first = new ProjectionDaemon(store, NullLogger<ProjectionDaemon>.Instance);
+        var second = new ProjectionDaemon(store, NullLogger<ProjectionDaemon>.Instance);
+        await first.StartAsync(CancellationToken.None);
+        await second.StartAsync(CancellationToken.None);
+
+        for (var i = 0; i < 20; i++) await store.AppendAsync($"s{i % 4}", "incident", null, [new Noted($"s{i % 4}", "north", 1), new Revised($"s{i % 4}", 2)]);
+        await WaitCaughtUpAsync(store, 40, TimeSpan.FromSeconds(30));
+        await first.StopAsync(CancellationToken.None);
+
+        for (var i = 0; i < 20; i++) await store.AppendAsync($"s{i % 4}", "incident", null, [new Revised($"s{i % 4}", 3)]);
+        await WaitCaughtUpAsync(store, 60, TimeSpan.FromSeconds(30));
+        await second.StopAsync(CancellationToken.None);
+        await AssertExactlyOnceAsync(store, 60);
+    }
+
+    [Fact]
+    public async Task A_rebuild_runs_beside_the_live_projection_and_swaps_in_equal_byte_for_byte()
+    {
+        var store = await StoreAsync("es_rebuild", batchSize: 100);
+        var daemon = new ProjectionDaemon(store, NullLogger<ProjectionDaemon>.Instance);
+        await daemon.StartAsync(CancellationToken.None);
+        for (var i = 0; i < 50; i++)
+            await store.AppendAsync($"r{i % 7}", "incident", null, [new Noted($"r{i % 7}", $"region-{i % 3}", i), new Revised($"r{i % 7}", i)]);
+        await WaitCaughtUpAsync(store, 100, TimeSpan.FromSeconds(30));
+        var before = await DocumentsAsync(store, "region_tally");
+
+        var generation = await store.RequestRebuildAsync("region_tally");
+        Assert.Equal(2, generation);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => store.RequestRebuildAsync("region_tally"));
+        // Writes go on during the rebuild; the live view keeps answering.
+        for (var i = 0; i < 10; i++) await store.AppendAsync($"r{i % 7}", "incident", null, [new Noted($"r{i % 7}", "region-0", 1)]);
+        Assert.NotEmpty(await store.QueryDocumentsAsync<RegionTally>("region_tally", "true", null));
+        await Eventually.True(async () => (await store.ProjectionStatusAsync("region_tally")) is [{ Generation: 2, Live: true, CaughtUp: true }],
+            TimeSpan.FromSeconds(30), "the rebuilt generation to be swapped in");
+        await WaitCaughtUpAsync(store, 110, TimeSpan.FromSeconds(30));
+        await daemon.StopAsync(CancellationToken.None);
+
+        var after = await DocumentsAsync(store, "region_tally");
+        var beforeRegion0 = before["region-0"];
+        Assert.Equal(before.Keys.Order(), after.Keys.Order());
+        Assert.Equal(before["region-1"], after["region-1"]);
+        Assert.NotEqual(beforeRegion0, after["region-0"]);
+        Assert.Empty(await store.RebuildAndCompareAsync(store.Options.AsyncProjections.Single(p => p.Name == "region_tally")));
+        Assert.Equal(0, await fixture.ScalarAsync("SELECT count(*) FROM es_rebuild.documents WHERE generation <> 2 AND projection = 'region_tally'"));
+    }
+
+    private static async Task<Dictionary<string, string>> DocumentsAsync(EventStore store, string projection)
+    {
+        await using var command = store.DataSource.CreateCommand(
+            $"SELECT d.id, d.data::text FROM {store.Schema}.documents d JOIN {store.Schema}.projections p ON p.name = d.projection AND p.generation = d.generation AND p.live WHERE d.projection = @p");
+        command.Parameters.AddWithValue("p", projection);
+        var documents = new Dictionary<string, string>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync()) documents[reader.GetString(0)] = reader.GetString(1);
+        return documents;
+    }
+}
