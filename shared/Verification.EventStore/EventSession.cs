@@ -103,7 +103,6 @@ public sealed class EventSession
             publish.Parameters.Add(new NpgsqlParameter { Value = headers });
             batch.BatchCommands.Add(publish);
         }
-        if (_messages.Count > 0) batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_notify('{_store.OutboxChannel}', '')"));
 
         var results = new List<AppendResult>();
         var stored = new List<StoredEvent>();
@@ -155,6 +154,7 @@ public sealed class EventSession
         {
             throw new DuplicateMessageException(_processed[0].Consumer, _processed[0].MessageId);
         }
+        _store.Signals.Committed(events: stored.Count > 0, outbox: _messages.Count > 0);
         return results;
     }
 

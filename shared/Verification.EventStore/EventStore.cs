@@ -21,12 +21,15 @@ public sealed class EventStoreOptions
     /// <summary>If set, the migration grants this role read and insert on events and nothing more.</summary>
     public string? ApplicationRole { get; set; }
 
-    public int DaemonBatchSize { get; set; } = 500;
+    public int DaemonBatchSize { get; set; } = 2000;
+
+    /// <summary>Page size while rebuilding beside the live generation: larger pages, fewer commits.</summary>
+    public int RebuildBatchSize { get; set; } = 10000;
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>The event store of one service: streams with expected versions, a hash chain, projections, outbox and inbox.</summary>
-public sealed class EventStore
+public sealed class EventStore : IAsyncDisposable
 {
     public EventStore(NpgsqlDataSource dataSource, EventStoreOptions options)
     {
@@ -34,7 +37,12 @@ public sealed class EventStore
             throw new ArgumentException($"schema name '{options.Schema}' must be lower-case letters, digits and underscores");
         DataSource = dataSource;
         Options = options;
+        Signals = new Signals(this);
     }
+
+    internal Signals Signals { get; }
+
+    public ValueTask DisposeAsync() => Signals.DisposeAsync();
 
     public NpgsqlDataSource DataSource { get; }
     public EventStoreOptions Options { get; }
@@ -142,13 +150,16 @@ public sealed class EventStore
         return await ReadEventsAsync(command, cancellationToken);
     }
 
-    /// <summary>The newest settled place in the log (what a caught-up projection has reached).</summary>
-    public async Task<LogPosition> HeadAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// The newest settled place in the log (what a caught-up projection has reached); with
+    /// <paramref name="settledOnly"/> false, the newest committed one even if an older transaction still runs.
+    /// </summary>
+    public async Task<LogPosition> HeadAsync(CancellationToken cancellationToken = default, bool settledOnly = true)
     {
         await using var command = DataSource.CreateCommand(
             $"""
             SELECT transaction_id::text AS xid_text, position FROM {Schema}.events
-            WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            WHERE {(settledOnly ? "transaction_id < pg_snapshot_xmin(pg_current_snapshot())" : "true")}
             ORDER BY transaction_id DESC, position DESC LIMIT 1
             """);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);

@@ -33,8 +33,10 @@ public sealed record AppendResult(string StreamId, long Version, IReadOnlyList<l
 public sealed record NewEvent(Guid Id, object Data);
 
 /// <summary>A place in the log's commit order: (transaction id, position). Zero is before the first event.</summary>
-public readonly record struct LogPosition(ulong TransactionId, long Position)
+public readonly record struct LogPosition(ulong TransactionId, long Position) : IComparable<LogPosition>
 {
+    public int CompareTo(LogPosition other) => (TransactionId, Position).CompareTo((other.TransactionId, other.Position));
+
     public static readonly LogPosition Start = new(0, 0);
 }
 

@@ -33,14 +33,16 @@ public sealed partial class OutboxRelay(EventStore store, IServiceScopeFactory s
                         continue;
                     }
                 }
-                await using (var listen = new NpgsqlCommand($"LISTEN {store.OutboxChannel}", connection))
-                    await listen.ExecuteNonQueryAsync(stoppingToken);
                 using var scope = scopes.CreateScope();
                 var publisher = scope.ServiceProvider.GetRequiredService<IPublishEndpoint>();
                 while (!stoppingToken.IsCancellationRequested)
                 {
+                    var wake = store.Signals.NextOutbox;
                     if (await store.PublishPendingAsync(publisher, stoppingToken) == 0)
-                        await connection.WaitAsync(store.Options.PollInterval, stoppingToken);
+                    {
+                        await using (var alive = new NpgsqlCommand("SELECT 1", connection)) await alive.ExecuteScalarAsync(stoppingToken);
+                        await Signals.WaitAsync(wake, store.Options.PollInterval, stoppingToken);
+                    }
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

@@ -35,13 +35,17 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
                     continue;
                 }
                 LogLeading(logger, projection.Name);
-                await using (var listen = new NpgsqlCommand($"LISTEN {store.EventsChannel}", connection))
-                    await listen.ExecuteNonQueryAsync(stoppingToken);
                 while (!stoppingToken.IsCancellationRequested)
                 {
+                    var wake = store.Signals.NextEvents;
                     var progressed = await StepAsync(projection, live: true, stoppingToken);
                     progressed |= await StepRebuildAsync(projection, stoppingToken);
-                    if (!progressed) await connection.WaitAsync(store.Options.PollInterval, stoppingToken);
+                    // The lock lives as long as this connection: check it still does, then sleep until signalled.
+                    if (!progressed)
+                    {
+                        await using (var alive = new NpgsqlCommand("SELECT 1", connection)) await alive.ExecuteScalarAsync(stoppingToken);
+                        await Signals.WaitAsync(wake, store.Options.PollInterval, stoppingToken);
+                    }
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -81,7 +85,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             generation = reader.GetInt32(0);
             checkpoint = new LogPosition(ulong.Parse(reader.GetString(1), CultureInfo.InvariantCulture), reader.GetInt64(2));
         }
-        var events = await store.ReadAllAsync(connection, checkpoint, store.Options.DaemonBatchSize, cancellationToken);
+        var events = await store.ReadAllAsync(connection, checkpoint, live ? store.Options.DaemonBatchSize : store.Options.RebuildBatchSize, cancellationToken);
         if (events.Count == 0) return false;
         await projection.ApplyAsync(events, new ProjectionWrite(connection, transaction, store.Schema, generation), cancellationToken);
         var last = events[^1];

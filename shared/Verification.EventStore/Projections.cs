@@ -47,7 +47,9 @@ public static class Projections
         const int scratch = -1;
         var inline = store.Options.InlineProjections.Contains(projection);
         var live = (await store.ProjectionStatusAsync(projection.Name, cancellationToken)).Single(s => s.Live);
-        var until = inline ? live.Head : live.Checkpoint;
+        // Inline views reflect every commit: compare up to the newest one, waiting for older transactions
+        // (in any database of the cluster) to settle so the read stays in commit order.
+        var until = inline ? await store.HeadAsync(cancellationToken, settledOnly: false) : live.Checkpoint;
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
         await DeleteGenerationAsync(connection, store.Schema, projection.Name, scratch, cancellationToken);
         var position = LogPosition.Start;
@@ -55,7 +57,12 @@ public static class Projections
         {
             var page = (await store.ReadAllAsync(connection, position, store.Options.DaemonBatchSize, cancellationToken))
                 .Where(e => (e.TransactionId, e.Position).CompareTo((until.TransactionId, until.Position)) <= 0).ToList();
-            if (page.Count == 0) break;
+            if (page.Count == 0)
+            {
+                if (position.CompareTo(until) >= 0) break;
+                await Task.Delay(50, cancellationToken);
+                continue;
+            }
             await projection.ApplyAsync(page, new ProjectionWrite(connection, null, store.Schema, scratch), cancellationToken);
             position = new LogPosition(page[^1].TransactionId, page[^1].Position);
         }

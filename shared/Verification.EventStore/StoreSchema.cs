@@ -10,7 +10,6 @@ internal static class StoreSchema
             id          text PRIMARY KEY,
             type        text NOT NULL,
             version     bigint NOT NULL,
-            last_hash   bytea,
             created_at  timestamptz NOT NULL DEFAULT now(),
             updated_at  timestamptz NOT NULL DEFAULT now(),
             archived    boolean NOT NULL DEFAULT false
@@ -110,24 +109,31 @@ internal static class StoreSchema
                 RAISE EXCEPTION 'batch for stream % repeats some event ids but not all', p_stream USING ERRCODE = 'VE002';
             END IF;
 
-            SELECT s.version, s.last_hash INTO v_version, v_hash FROM {{s}}.streams s WHERE s.id = p_stream FOR UPDATE;
-            IF NOT FOUND THEN
-                IF p_expected IS NOT NULL AND p_expected <> 0 THEN
-                    RAISE EXCEPTION 'stream % is at version 0, not the expected %', p_stream, p_expected USING ERRCODE = 'VE001';
-                END IF;
+            -- One write to the stream row takes its lock and checks the version; the previous hash is a read.
+            IF p_expected = 0 THEN
                 INSERT INTO {{s}}.streams (id, type, version, created_at, updated_at)
-                VALUES (p_stream, p_stream_type, 0, v_now, v_now) ON CONFLICT (id) DO NOTHING;
+                VALUES (p_stream, p_stream_type, cardinality(p_ids), v_now, v_now) ON CONFLICT (id) DO NOTHING;
                 IF NOT FOUND THEN
-                    -- A concurrent writer created it first.
-                    SELECT s.version, s.last_hash INTO v_version, v_hash FROM {{s}}.streams s WHERE s.id = p_stream FOR UPDATE;
-                    IF p_expected IS NOT NULL THEN
-                        RAISE EXCEPTION 'stream % is at version %, not the expected %', p_stream, v_version, p_expected USING ERRCODE = 'VE001';
-                    END IF;
-                ELSE
-                    v_version := 0;
+                    SELECT s.version INTO v_version FROM {{s}}.streams s WHERE s.id = p_stream;
+                    RAISE EXCEPTION 'stream % is at version %, not the expected 0', p_stream, v_version USING ERRCODE = 'VE001';
                 END IF;
-            ELSIF p_expected IS NOT NULL AND v_version <> p_expected THEN
-                RAISE EXCEPTION 'stream % is at version %, not the expected %', p_stream, v_version, p_expected USING ERRCODE = 'VE001';
+                v_version := 0;
+            ELSIF p_expected IS NULL THEN
+                INSERT INTO {{s}}.streams AS s (id, type, version, created_at, updated_at)
+                VALUES (p_stream, p_stream_type, cardinality(p_ids), v_now, v_now)
+                ON CONFLICT (id) DO UPDATE SET version = s.version + cardinality(p_ids), updated_at = v_now
+                RETURNING s.version - cardinality(p_ids) INTO v_version;
+            ELSE
+                UPDATE {{s}}.streams s SET version = s.version + cardinality(p_ids), updated_at = v_now
+                WHERE s.id = p_stream AND s.version = p_expected
+                RETURNING s.version - cardinality(p_ids) INTO v_version;
+                IF NOT FOUND THEN
+                    SELECT s.version INTO v_version FROM {{s}}.streams s WHERE s.id = p_stream;
+                    RAISE EXCEPTION 'stream % is at version %, not the expected %', p_stream, coalesce(v_version, 0), p_expected USING ERRCODE = 'VE001';
+                END IF;
+            END IF;
+            IF v_version > 0 THEN
+                SELECT e.hash INTO v_hash FROM {{s}}.events e WHERE e.stream_id = p_stream AND e.version = v_version;
             END IF;
 
             FOR i IN 1 .. cardinality(p_ids) LOOP
@@ -145,8 +151,6 @@ internal static class StoreSchema
                 RETURN NEXT;
             END LOOP;
 
-            UPDATE {{s}}.streams SET version = v_version, last_hash = v_hash, updated_at = v_now WHERE id = p_stream;
-            PERFORM pg_notify('{{s}}_events', '');
         END $f$;
         """;
 

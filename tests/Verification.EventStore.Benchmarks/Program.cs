@@ -1,0 +1,170 @@
+// Event store benchmark: the store against raw Npgsql with the same row shape, in one run, on one server.
+// Usage: dotnet run -c Release -- "<connection string>" [seconds per case] [events for catch-up]
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using NpgsqlTypes;
+using Verification.EventStore;
+
+var connectionString = args.Length > 0 ? args[0] : Environment.GetEnvironmentVariable("VERIFICATION_BENCH_POSTGRES")
+    ?? throw new InvalidOperationException("pass a PostgreSQL connection string (scripts/bench-store.sh starts a server)");
+var seconds = args.Length > 1 ? double.Parse(args[1], CultureInfo.InvariantCulture) : 5;
+var catchUpEvents = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 200_000;
+var duration = TimeSpan.FromSeconds(seconds);
+
+await using var dataSource = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = 64 }.ConnectionString).Build();
+await Exec(dataSource, "DROP SCHEMA IF EXISTS bench CASCADE; DROP SCHEMA IF EXISTS raw CASCADE; CREATE SCHEMA raw;" +
+    "CREATE TABLE raw.events (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(), " +
+    "id uuid NOT NULL UNIQUE, stream_id text NOT NULL, version bigint NOT NULL, type text NOT NULL, data jsonb NOT NULL, metadata jsonb NOT NULL, " +
+    "recorded_at timestamptz NOT NULL DEFAULT now(), hash bytea NOT NULL, UNIQUE (stream_id, version));" +
+    "CREATE INDEX ON raw.events (transaction_id, position)");
+
+var options = new EventStoreOptions { Schema = "bench", DaemonBatchSize = 1000 };
+options.Types.Register<Observed>("observed");
+var store = new EventStore(dataSource, options);
+await store.MigrateAsync();
+
+var sample = new Observed("zone-7", "MLRS", 3, DateTimeOffset.Parse("2026-02-01T04:10:00Z", CultureInfo.InvariantCulture));
+var data = JsonSerializer.Serialize(sample, EventTypes.Json);
+var metadata = JsonSerializer.Serialize(new EventMetadata { ActorSub = "monitor-1", ActorRole = "monitor", CorrelationId = "c" }, EventTypes.Json);
+var rows = new List<(string Case, double Rate, string Unit, string Ratio)>();
+
+foreach (var writers in new[] { 1, 16 })
+{
+    var raw = await Run(writers, async (w, i) =>
+    {
+        await using var command = dataSource.CreateCommand(
+            "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) VALUES ($1, $2, $3, 'observed', $4::jsonb, $5::jsonb, $6)");
+        command.Parameters.Add(new NpgsqlParameter { Value = Guid.NewGuid() });
+        command.Parameters.Add(new NpgsqlParameter { Value = $"raw-{writers}-{w}" });
+        command.Parameters.Add(new NpgsqlParameter { Value = (long)i + 1 });
+        command.Parameters.Add(new NpgsqlParameter { Value = data });
+        command.Parameters.Add(new NpgsqlParameter { Value = metadata });
+        command.Parameters.Add(new NpgsqlParameter { Value = new byte[32] });
+        await command.ExecuteNonQueryAsync();
+        return 1;
+    });
+    var appended = await Run(writers, async (w, i) =>
+    {
+        await store.AppendAsync($"s-{writers}-{w}", "zone", i, [sample], EventMetadata.Empty);
+        return 1;
+    });
+    rows.Add(($"raw INSERT+COMMIT, {writers} writer(s)", raw, "rows/s", ""));
+    rows.Add(($"store append (1 event, expected version), {writers} writer(s)", appended, "events/s", Ratio(appended, raw)));
+}
+
+const int batchSize = 100;
+var batchData = Enumerable.Repeat(data, batchSize).ToArray();
+var batchMeta = Enumerable.Repeat(metadata, batchSize).ToArray();
+var hashes = Enumerable.Range(0, batchSize).Select(_ => new byte[32]).ToArray();
+foreach (var writers in new[] { 1, 4 })
+{
+    var rawBatch = await Run(writers, async (w, i) =>
+    {
+        await using var command = dataSource.CreateCommand(
+            "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) " +
+            "SELECT u.id, $2, $3 + u.n, 'observed', u.d, u.m, u.h FROM unnest($1::uuid[], $4::jsonb[], $5::jsonb[], $6::bytea[]) WITH ORDINALITY AS u(id, d, m, h, n)");
+        command.Parameters.Add(new NpgsqlParameter { Value = Enumerable.Range(0, batchSize).Select(_ => Guid.NewGuid()).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { Value = $"rawb-{writers}-{w}" });
+        command.Parameters.Add(new NpgsqlParameter { Value = (long)i * batchSize });
+        command.Parameters.Add(new NpgsqlParameter { Value = batchData, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+        command.Parameters.Add(new NpgsqlParameter { Value = batchMeta, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+        command.Parameters.Add(new NpgsqlParameter { Value = hashes });
+        await command.ExecuteNonQueryAsync();
+        return batchSize;
+    });
+    var events = Enumerable.Repeat<object>(sample, batchSize).ToArray();
+    var storeBatch = await Run(writers, async (w, i) =>
+    {
+        await store.AppendAsync($"b-{writers}-{w}", "zone", (long)i * batchSize, events, EventMetadata.Empty);
+        return batchSize;
+    });
+    rows.Add(($"raw multi-row INSERT ({batchSize} rows), {writers} writer(s)", rawBatch, "rows/s", ""));
+    rows.Add(($"store append ({batchSize} events/call), {writers} writer(s)", storeBatch, "events/s", Ratio(storeBatch, rawBatch)));
+}
+
+// Catch-up and rebuild of a simple aggregating projection vs a raw sequential read of the same events.
+var existing = await Scalar(dataSource, "SELECT count(*) FROM bench.events");
+for (long written = existing, s = 0; written < catchUpEvents; written += 1000, s++)
+    await store.AppendAsync($"fill-{s}", "zone", ExpectedVersion.NoStream, Enumerable.Repeat<object>(sample, 1000).ToArray(), EventMetadata.Empty);
+var total = await Scalar(dataSource, "SELECT count(*) FROM bench.events");
+
+var read = Stopwatch.StartNew();
+long readRows = 0;
+await using (var command = dataSource.CreateCommand("SELECT position, transaction_id::text AS x, id, stream_id, version, type, data::text, metadata::text, recorded_at, hash FROM bench.events ORDER BY transaction_id, position"))
+await using (var reader = await command.ExecuteReaderAsync())
+{
+    while (await reader.ReadAsync())
+    {
+        _ = reader.GetString(6);
+        readRows++;
+    }
+}
+var rawRead = readRows / read.Elapsed.TotalSeconds;
+rows.Add(($"raw sequential read of {readRows:N0} events", rawRead, "events/s", ""));
+
+var perClass = new DocumentProjection<Tally>("tally_by_class", e => ((Observed)e.Data).WeaponClass, (t, e) => new Tally((t?.Events ?? 0) + 1, (t?.Count ?? 0) + ((Observed)e.Data).Count));
+options.AsyncProjections.Add(perClass);
+await store.MigrateAsync();
+var daemon = new ProjectionDaemon(store, NullLogger<ProjectionDaemon>.Instance);
+var catchUp = Stopwatch.StartNew();
+await daemon.StartAsync(CancellationToken.None);
+await WaitCaughtUp();
+var catchUpRate = total / catchUp.Elapsed.TotalSeconds;
+rows.Add(($"daemon catch-up from zero, {total:N0} events", catchUpRate, "events/s", Ratio(catchUpRate, rawRead)));
+
+var rebuild = Stopwatch.StartNew();
+await store.RequestRebuildAsync("tally_by_class");
+await WaitRebuilt();
+var rebuildRate = total / rebuild.Elapsed.TotalSeconds;
+rows.Add(($"rebuild beside live + swap, {total:N0} events", rebuildRate, "events/s", Ratio(rebuildRate, rawRead)));
+await daemon.StopAsync(CancellationToken.None);
+
+var process = Process.GetCurrentProcess();
+Console.WriteLine();
+Console.WriteLine($"| case | rate | unit | store / raw |");
+Console.WriteLine($"| --- | ---: | --- | ---: |");
+foreach (var (name, rate, unit, ratio) in rows) Console.WriteLine($"| {name} | {rate:N0} | {unit} | {ratio} |");
+Console.WriteLine();
+Console.WriteLine($"peak working set {process.PeakWorkingSet64 / 1048576} MiB, managed heap {GC.GetTotalMemory(false) / 1048576} MiB, {seconds:0.#} s per write case, {Environment.ProcessorCount} cores");
+return 0;
+
+async Task<double> Run(int writers, Func<int, int, Task<int>> operation)
+{
+    long done = 0;
+    var stop = Stopwatch.StartNew();
+    await Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+    {
+        for (var i = 0; stop.Elapsed < duration; i++) Interlocked.Add(ref done, await operation(w, i));
+    })));
+    return done / stop.Elapsed.TotalSeconds;
+}
+
+async Task WaitCaughtUp()
+{
+    while ((await store.ProjectionStatusAsync("tally_by_class")) is not [{ CaughtUp: true }]) await Task.Delay(20);
+}
+
+async Task WaitRebuilt()
+{
+    while ((await store.ProjectionStatusAsync("tally_by_class")) is not [{ Generation: > 1, CaughtUp: true }]) await Task.Delay(20);
+}
+
+static string Ratio(double a, double b) => (a / b).ToString("0.00", CultureInfo.InvariantCulture) + "×";
+
+static async Task Exec(NpgsqlDataSource dataSource, string sql)
+{
+    await using var command = dataSource.CreateCommand(sql);
+    await command.ExecuteNonQueryAsync();
+}
+
+static async Task<long> Scalar(NpgsqlDataSource dataSource, string sql)
+{
+    await using var command = dataSource.CreateCommand(sql);
+    return (long)(await command.ExecuteScalarAsync())!;
+}
+
+internal sealed record Observed(string ZoneId, string WeaponClass, int Count, DateTimeOffset ObservedAt);
+internal sealed record Tally(long Events, long Count);
