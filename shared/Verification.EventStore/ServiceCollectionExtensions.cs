@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Verification.EventStore;
@@ -7,18 +8,19 @@ namespace Verification.EventStore;
 public static class ServiceCollectionExtensions
 {
     /// <summary>
-    /// The store on the registered <see cref="NpgsqlDataSource"/>: migrated at start-up, then the projection
-    /// daemon and the outbox relay (which publishes through MassTransit's IPublishEndpoint).
+    /// A store keyed by <paramref name="key"/> (the service's name; several can live in one process), on its own
+    /// data source: migrated at start-up, then its projection daemon and outbox relay (which publishes through
+    /// MassTransit's IPublishEndpoint). Resolve it with <c>[FromKeyedServices(key)] EventStore</c>.
     /// </summary>
-    public static IServiceCollection AddEventStore(this IServiceCollection services, Action<EventStoreOptions> configure)
+    public static IServiceCollection AddEventStore(this IServiceCollection services, string key, string connectionString, Action<EventStoreOptions> configure)
     {
-        var options = new EventStoreOptions();
+        var options = new EventStoreOptions { Schema = key };
         configure(options);
-        services.AddSingleton(options);
-        services.AddSingleton(sp => new EventStore(sp.GetRequiredService<NpgsqlDataSource>(), options));
-        services.AddHostedService<Migrator>();
-        services.AddHostedService<ProjectionDaemon>();
-        services.AddHostedService<OutboxRelay>();
+        services.AddKeyedSingleton(key, (_, _) => new NpgsqlDataSourceBuilder(connectionString) { Name = key }.Build());
+        services.AddKeyedSingleton(key, (sp, _) => new EventStore(sp.GetRequiredKeyedService<NpgsqlDataSource>(key), options));
+        services.AddSingleton<IHostedService>(sp => new Migrator(sp.GetRequiredKeyedService<EventStore>(key)));
+        services.AddSingleton<IHostedService>(sp => new ProjectionDaemon(sp.GetRequiredKeyedService<EventStore>(key), sp.GetRequiredService<ILogger<ProjectionDaemon>>()));
+        services.AddSingleton<IHostedService>(sp => new OutboxRelay(sp.GetRequiredKeyedService<EventStore>(key), sp.GetRequiredService<IServiceScopeFactory>(), sp.GetRequiredService<ILogger<OutboxRelay>>()));
         return services;
     }
 

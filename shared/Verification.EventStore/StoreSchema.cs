@@ -61,6 +61,15 @@ internal static class StoreSchema
             PRIMARY KEY (consumer, message_id)
         );
 
+        CREATE TABLE IF NOT EXISTS {{s}}.idempotency (
+            scope        text NOT NULL,
+            key          text NOT NULL,
+            request_hash bytea NOT NULL,
+            response     jsonb,
+            created_at   timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (scope, key)
+        );
+
         CREATE TABLE IF NOT EXISTS {{s}}.projections (
             name           text NOT NULL,
             generation     int NOT NULL,

@@ -22,6 +22,9 @@ public sealed class ServiceDefaultsOptions
     /// <summary>Registers the service's consumers (and anything else on the bus configurator).</summary>
     public List<Action<IBusRegistrationConfigurator>> Bus { get; } = [];
 
+    /// <summary>Registrations of the service's modules (one in a service process, all of them embedded).</summary>
+    public List<Action<WebApplicationBuilder>> Modules { get; } = [];
+
     /// <summary>Extra tracing setup, e.g. a test's collecting processor.</summary>
     public List<Action<TracerProviderBuilder>> Tracing { get; } = [];
 
@@ -43,7 +46,9 @@ public static class ServiceDefaultsExtensions
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes);
         services.AddSingleton(options);
         services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<PartyDirectory>();
 
+        foreach (var module in options.Modules) module(builder);
         builder.AddTelemetry(options);
         builder.AddMessaging(options);
         builder.AddSecurity();
