@@ -23,15 +23,11 @@ public sealed partial class OutboxRelay(EventStore store, IServiceScopeFactory s
         {
             try
             {
-                await using var connection = await store.DataSource.OpenConnectionAsync(stoppingToken);
-                await using (var tryLock = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended(@key, 0))", connection))
+                await using var lease = await Lease.TryAcquireAsync(store, "outbox", stoppingToken);
+                if (lease is null)
                 {
-                    tryLock.Parameters.AddWithValue("key", $"verification:{store.Schema}:outbox");
-                    if (!(bool)(await tryLock.ExecuteScalarAsync(stoppingToken))!)
-                    {
-                        await Task.Delay(store.Options.PollInterval * 2, stoppingToken);
-                        continue;
-                    }
+                    await Task.Delay(store.Options.PollInterval * 2, stoppingToken);
+                    continue;
                 }
                 using var scope = scopes.CreateScope();
                 var publisher = scope.ServiceProvider.GetRequiredService<IPublishEndpoint>();
@@ -40,7 +36,7 @@ public sealed partial class OutboxRelay(EventStore store, IServiceScopeFactory s
                     var wake = store.Signals.NextOutbox;
                     if (await store.PublishPendingAsync(publisher, stoppingToken) == 0)
                     {
-                        await using (var alive = new NpgsqlCommand("SELECT 1", connection)) await alive.ExecuteScalarAsync(stoppingToken);
+                        await lease.EnsureHeldAsync(stoppingToken);
                         await Signals.WaitAsync(wake, store.Options.PollInterval, stoppingToken);
                     }
                 }

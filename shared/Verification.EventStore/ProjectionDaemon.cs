@@ -28,8 +28,8 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
         {
             try
             {
-                await using var connection = await store.DataSource.OpenConnectionAsync(stoppingToken);
-                if (!await TryLockAsync(connection, "projection:" + projection.Name, stoppingToken))
+                await using var lease = await Lease.TryAcquireAsync(store, "projection:" + projection.Name, stoppingToken);
+                if (lease is null)
                 {
                     await Task.Delay(store.Options.PollInterval * 2, stoppingToken);
                     continue;
@@ -43,7 +43,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
                     // The lock lives as long as this connection: check it still does, then sleep until signalled.
                     if (!progressed)
                     {
-                        await using (var alive = new NpgsqlCommand("SELECT 1", connection)) await alive.ExecuteScalarAsync(stoppingToken);
+                        await lease.EnsureHeldAsync(stoppingToken);
                         await Signals.WaitAsync(wake, store.Options.PollInterval, stoppingToken);
                     }
                 }
@@ -58,13 +58,6 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
                 await Task.Delay(store.Options.PollInterval, stoppingToken);
             }
         }
-    }
-
-    internal async Task<bool> TryLockAsync(NpgsqlConnection connection, string what, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended(@key, 0))", connection);
-        command.Parameters.AddWithValue("key", $"verification:{store.Schema}:{what}");
-        return (bool)(await command.ExecuteScalarAsync(cancellationToken))!;
     }
 
     /// <summary>Applies one page to the live generation (or the one being rebuilt). False when there was nothing to do.</summary>

@@ -62,7 +62,7 @@ public sealed class ServiceHost : IAsyncDisposable
     }
 
     public static async Task<ServiceHost> StartAsync(string serviceName, IDictionary<string, string?> settings, Action<WebApplicationBuilder> module,
-        Action<WebApplication> map, Type[]? capture = null, Action<ServiceDefaultsOptions>? configure = null)
+        Action<WebApplication> map, Type[]? capture = null, Action<ServiceDefaultsOptions>? configure = null, Action<IServiceCollection>? services = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = typeof(ServiceHost).Assembly.GetName().Name });
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -82,6 +82,7 @@ public sealed class ServiceHost : IAsyncDisposable
             foreach (var type in capture ?? []) o.Bus.Add(bus => bus.AddConsumer(typeof(CaptureConsumer<>).MakeGenericType(type)));
             configure?.Invoke(o);
         });
+        services?.Invoke(builder.Services);
         var app = builder.Build();
         app.UseServiceDefaults();
         map(app);
