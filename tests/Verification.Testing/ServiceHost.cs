@@ -61,7 +61,7 @@ public sealed class ServiceHost : IAsyncDisposable
         return json;
     }
 
-    public static async Task<ServiceHost> StartAsync(string serviceName, IDictionary<string, string?> settings, Action<WebApplicationBuilder> module,
+    public static async Task<ServiceHost> StartAsync(string serviceName, IDictionary<string, string?> settings, Action<WebApplicationBuilder>? module,
         Action<WebApplication> map, Type[]? capture = null, Action<ServiceDefaultsOptions>? configure = null, Action<IServiceCollection>? services = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = typeof(ServiceHost).Assembly.GetName().Name });
@@ -78,7 +78,7 @@ public sealed class ServiceHost : IAsyncDisposable
         builder.Services.AddSingleton<MessageLog>();
         builder.AddServiceDefaults(serviceName, o =>
         {
-            o.Modules.Add(module);
+            if (module is not null) o.Modules.Add(module);
             foreach (var type in capture ?? []) o.Bus.Add(bus => bus.AddConsumer(typeof(CaptureConsumer<>).MakeGenericType(type)));
             configure?.Invoke(o);
         });

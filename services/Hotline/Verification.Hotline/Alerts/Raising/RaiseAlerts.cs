@@ -31,30 +31,35 @@ public static class RaiseAlerts
     internal static async Task RaiseAsync(EventStore.EventStore store, AlertFeed feed, string consumer, Guid messageId,
         Func<IReadOnlySet<string>, IReadOnlySet<string>, IReadOnlyList<AlertRaised>> decide, CancellationToken cancellationToken)
     {
-        var suspended = await Channels.ChangeChannelStatus.SuspendedAsync(store, cancellationToken);
-        var alerted = new HashSet<string>();
-        foreach (var candidate in decide(suspended, alerted))
+        // A concurrent delivery (of this or another message about the same incident) may raise some alerts first:
+        // then look again, so this message still gets its inbox mark and raises only what is missing.
+        for (var attempt = 1; ; attempt++)
         {
-            if (await store.StreamVersionAsync(candidate.AlertId, cancellationToken) > 0) alerted.Add(candidate.Addressee);
-        }
-        var raised = decide(suspended, alerted);
-        try
-        {
-            if (!await store.HandleOnceAsync(consumer, messageId, new EventMetadata { ActorSub = "hotline", CausationId = messageId.ToString() }, session =>
+            var suspended = await Channels.ChangeChannelStatus.SuspendedAsync(store, cancellationToken);
+            var alerted = new HashSet<string>();
+            foreach (var candidate in decide(suspended, alerted))
             {
-                foreach (var alert in raised)
+                if (await store.StreamVersionAsync(candidate.AlertId, cancellationToken) > 0) alerted.Add(candidate.Addressee);
+            }
+            var raised = decide(suspended, alerted);
+            try
+            {
+                var handled = await store.HandleOnceAsync(consumer, messageId, new EventMetadata { ActorSub = "hotline", CausationId = messageId.ToString() }, session =>
                 {
-                    session.Append(alert.AlertId, "alert", ExpectedVersion.NoStream, alert);
-                    foreach (var message in Messages.For(Alert.Evolve(null, alert)!, [alert])) session.Publish(message, alert.AlertId);
-                }
-                return Task.CompletedTask;
-            }, cancellationToken)) return;
+                    foreach (var alert in raised)
+                    {
+                        session.Append(alert.AlertId, "alert", ExpectedVersion.NoStream, alert);
+                        foreach (var message in Messages.For(Alert.Evolve(null, alert)!, [alert])) session.Publish(message, alert.AlertId);
+                    }
+                    return Task.CompletedTask;
+                }, cancellationToken);
+                if (handled) foreach (var alert in raised) feed.Publish(Alert.Evolve(null, alert)!);
+                return;
+            }
+            catch (Verification.EventStore.ConcurrencyException) when (attempt < 3)
+            {
+            }
         }
-        catch (Verification.EventStore.ConcurrencyException)
-        {
-            return; // a concurrent delivery raised them first: one alert per incident per addressee
-        }
-        foreach (var alert in raised) feed.Publish(Alert.Evolve(null, alert)!);
     }
 
     internal static AlertFields Fields(string incidentId, string category, string[] targetTypes, string region, double latitude, double longitude,
