@@ -13,13 +13,15 @@ free_port() {
   done
 }
 
+# ensure_installed [postgres] [rabbitmq]: both when no argument is given.
 ensure_installed() {
+  local want=("$@"); [ ${#want[@]} -eq 0 ] && want=(postgres rabbitmq)
   if ! command -v initdb >/dev/null 2>&1; then
     for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && PATH="$d:$PATH"; done
   fi
   local missing=()
-  command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
-  command -v rabbitmq-server >/dev/null 2>&1 || missing+=(rabbitmq-server)
+  [[ " ${want[*]} " == *" postgres "* ]] && ! command -v initdb >/dev/null 2>&1 && missing+=(postgresql)
+  [[ " ${want[*]} " == *" rabbitmq "* ]] && ! command -v rabbitmq-server >/dev/null 2>&1 && missing+=(rabbitmq-server)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} (apt)" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
