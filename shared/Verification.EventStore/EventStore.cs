@@ -94,7 +94,7 @@ public sealed class EventStore : IAsyncDisposable
 
     public async Task<long> StreamVersionAsync(string streamId, CancellationToken cancellationToken = default)
     {
-        await using var command = DataSource.CreateCommand($"SELECT version FROM {Schema}.streams WHERE id = @id");
+        await using var command = DataSource.CreateCommand($"SELECT max(version) FROM {Schema}.events WHERE stream_id = @id");
         command.Parameters.AddWithValue("id", streamId);
         return await command.ExecuteScalarAsync(cancellationToken) is long version ? version : 0;
     }

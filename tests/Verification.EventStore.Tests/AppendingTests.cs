@@ -26,7 +26,7 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         Assert.Equal("monitor", events[2].Metadata.ActorRole);
         Assert.Equal("OSCE", events[2].Metadata.ActorParty);
         Assert.Equal(3, await Store.StreamVersionAsync(id));
-        Assert.Equal(1, await fixture.ScalarAsync($"SELECT count(*) FROM es.streams WHERE id = '{id}' AND type = 'incident' AND version = 3"));
+        Assert.Equal(1, await fixture.ScalarAsync($"SELECT count(*) FROM es.stream_heads WHERE id = '{id}' AND type = 'incident' AND version = 3"));
     }
 
     [Fact]

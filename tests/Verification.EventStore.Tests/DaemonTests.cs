@@ -61,7 +61,7 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         var checks = await store.QueryDocumentsAsync<StreamCheck>("stream_check", "true", null, limit: 100_000);
         Assert.Equal(expectedEvents, checks.Sum(c => c.Count));
         Assert.All(checks, c => Assert.Equal(0, c.Anomalies));
-        await using var versions = store.DataSource.CreateCommand($"SELECT id, version FROM {store.Schema}.streams");
+        await using var versions = store.DataSource.CreateCommand($"SELECT id, version FROM {store.Schema}.stream_heads");
         await using var reader = await versions.ExecuteReaderAsync();
         var byStream = checks.ToDictionary(c => c.StreamId);
         var streams = 0;
