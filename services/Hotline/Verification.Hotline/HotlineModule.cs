@@ -1,6 +1,3 @@
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Verification.EventStore;
 using Verification.Hotline.Alerts.Acknowledging;
 using Verification.Hotline.Alerts.Deadlines;

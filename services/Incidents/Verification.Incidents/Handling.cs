@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Security.Claims;
-using Microsoft.AspNetCore.Http;
 using Verification.EventStore;
 using Verification.Incidents.Domain;
 using Verification.ServiceDefaults;

@@ -1,5 +1,3 @@
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.Configuration;
 using Verification.EventStore;
 using Verification.Incidents.Disputes;
 using Verification.Incidents.Domain;

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Configuration;
 using Verification.ServiceDefaults;
 
 namespace Verification.Hotline.Domain;

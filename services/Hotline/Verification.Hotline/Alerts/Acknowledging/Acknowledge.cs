@@ -1,7 +1,4 @@
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
-using Microsoft.AspNetCore.Routing;
 using Verification.EventStore;
 using Verification.Hotline.Alerts.Reading;
 using Verification.Hotline.Domain;

@@ -1,6 +1,3 @@
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Verification.EventStore;
 using Verification.Hotline.Alerts.Reading;
 using Verification.Hotline.Domain;

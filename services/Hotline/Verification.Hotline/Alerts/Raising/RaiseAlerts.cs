@@ -1,5 +1,4 @@
 using MassTransit;
-using Microsoft.Extensions.DependencyInjection;
 using Verification.EventStore;
 using Verification.Hotline.Alerts.Reading;
 using Verification.Hotline.Domain;
