@@ -37,6 +37,7 @@ public sealed class HotlineServers : IAsyncLifetime
         {
             ["ConnectionStrings:Postgres"] = HotlineDb.ConnectionString, ["Bus:RabbitMq"] = Rabbit.Amqp.ToString(),
             ["Hotline:WorkerInterval"] = "00:00:00.100", ["Mediators:0:Code"] = "US",
+            ["Hotline:Templates:ru:incident"] = "Инцидент {incidentId}: {category}, {region}",
         },
         module: null, a => a.MapHotlineApi(),
         [typeof(Contract.AlertRaised), typeof(Contract.AlertEscalated), typeof(Contract.AlertExpiredUnacknowledged), typeof(Contract.PreNotificationAcknowledged)],

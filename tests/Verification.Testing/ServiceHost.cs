@@ -65,6 +65,8 @@ public sealed class ServiceHost : IAsyncDisposable
         Action<WebApplication> map, Type[]? capture = null, Action<ServiceDefaultsOptions>? configure = null, Action<IServiceCollection>? services = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = typeof(ServiceHost).Assembly.GetName().Name });
+        // Only the settings given here: which service's appsettings.json lands in a test's output is up to the build.
+        foreach (var file in builder.Configuration.Sources.OfType<FileConfigurationSource>().ToList()) builder.Configuration.Sources.Remove(file);
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
