@@ -2,6 +2,7 @@
 // each module with its own schema in one PostgreSQL database. The same code runs as separate services.
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Verification.Exchanges;
 using Verification.Hotline;
 using Verification.Incidents;
 using Verification.ServiceDefaults;
@@ -11,11 +12,13 @@ builder.AddServiceDefaults("verification", o =>
 {
     o.Modules.Add(b => b.AddIncidents());
     o.Modules.Add(b => b.AddHotline(o));
+    o.Modules.Add(b => b.AddExchanges());
 });
 var app = builder.Build();
 app.UseServiceDefaults();
 app.MapIncidentsApi();
 app.MapHotlineApi();
+app.MapExchangesApi();
 app.Lifetime.ApplicationStarted.Register(() =>
 {
     var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "http://127.0.0.1:5100";
@@ -26,6 +29,7 @@ app.Lifetime.ApplicationStarted.Register(() =>
         Verification is running (embedded: all services in one process, in-memory bus).
           Incidents API   {address}/incidents
           Hotline API     {address}/alerts   {address}/pre-notifications   {address}/channels
+          Exchanges API   {address}/exchanges   {address}/persons
           OpenAPI         {address}/openapi/v1.json
           Health          {address}/health/ready
 
@@ -36,6 +40,7 @@ app.Lifetime.ApplicationStarted.Register(() =>
     foreach (var party in parties.All)
         Console.WriteLine($"  liaison {party.Code,-9} {auth.CreateToken($"liaison-{party.Code.ToLowerInvariant()}", Roles.Liaison, party.Code)}");
     Console.WriteLine($"  auditor           {auth.CreateToken("auditor-1", Roles.Auditor, parties.Mediators.FirstOrDefault()?.Code)}");
+    Console.WriteLine($"  intermediary      {auth.CreateToken("icrc-1", Roles.Intermediary, "ICRC")}");
     Console.WriteLine($"  admin             {auth.CreateToken("admin-1", Roles.Admin, null)}");
     Console.WriteLine("\nPress Ctrl-C to stop.");
 });

@@ -18,6 +18,9 @@ public sealed class EventStoreOptions
     /// <summary>Run by the daemon in commit order, one instance at a time.</summary>
     public List<Projection> AsyncProjections { get; } = [];
 
+    /// <summary>The service's own tables (idempotent SQL, <c>{schema}</c> replaced), created in the same migration.</summary>
+    public List<string> Migrations { get; } = [];
+
     /// <summary>If set, the migration grants this role read and insert on events and nothing more.</summary>
     public string? ApplicationRole { get; set; }
 
@@ -61,7 +64,7 @@ public sealed class EventStore : IAsyncDisposable
             lockCommand.Parameters.AddWithValue("key", "verification-migrate:" + Schema);
             await lockCommand.ExecuteNonQueryAsync(cancellationToken);
         }
-        var sql = StoreSchema.Sql(Schema);
+        var sql = StoreSchema.Sql(Schema) + string.Concat(Options.Migrations.Select(m => m.Replace("{schema}", Schema, StringComparison.Ordinal) + ";\n"));
         if (Options.ApplicationRole is { } role) sql += StoreSchema.Grants(Schema, role);
         await using (var migrate = new NpgsqlCommand(sql, connection, transaction))
             await migrate.ExecuteNonQueryAsync(cancellationToken);

@@ -17,7 +17,9 @@ public static class Roles
     public const string Verifier = "verifier";
     public const string Auditor = "auditor";
     public const string Admin = "admin";
-    public static readonly string[] All = [Monitor, Liaison, Verifier, Auditor, Admin];
+    /// <summary>The neutral intermediary of an exchange (e.g. the ICRC): confirms identities and witnesses handovers.</summary>
+    public const string Intermediary = "intermediary";
+    public static readonly string[] All = [Monitor, Liaison, Verifier, Auditor, Admin, Intermediary];
 }
 
 /// <summary>The caller as the token names them: subject, role and party (a party or mediator code).</summary>
