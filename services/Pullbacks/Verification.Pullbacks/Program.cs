@@ -1,0 +1,12 @@
+using Verification.Pullbacks;
+using Verification.ServiceDefaults;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddServiceDefaults(PullbacksModule.Name, o => o.Modules.Add(b => b.AddPullbacks()));
+var app = builder.Build();
+app.UseServiceDefaults();
+app.MapPullbacksApi();
+app.Run();
+
+/// <summary>The entry point, visible to the test host.</summary>
+public partial class Program;
