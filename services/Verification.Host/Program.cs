@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Verification.Exchanges;
 using Verification.Hotline;
 using Verification.Incidents;
+using Verification.Pullbacks;
 using Verification.ServiceDefaults;
 
 var builder = WebApplication.CreateBuilder(args);
@@ -13,12 +14,14 @@ builder.AddServiceDefaults("verification", o =>
     o.Modules.Add(b => b.AddIncidents());
     o.Modules.Add(b => b.AddHotline(o));
     o.Modules.Add(b => b.AddExchanges());
+    o.Modules.Add(b => b.AddPullbacks());
 });
 var app = builder.Build();
 app.UseServiceDefaults();
 app.MapIncidentsApi();
 app.MapHotlineApi();
 app.MapExchangesApi();
+app.MapPullbacksApi();
 app.Lifetime.ApplicationStarted.Register(() =>
 {
     var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "http://127.0.0.1:5100";
@@ -30,6 +33,7 @@ app.Lifetime.ApplicationStarted.Register(() =>
           Incidents API   {address}/incidents
           Hotline API     {address}/alerts   {address}/pre-notifications   {address}/channels
           Exchanges API   {address}/exchanges   {address}/persons
+          Pullbacks API   {address}/pullbacks
           OpenAPI         {address}/openapi/v1.json
           Health          {address}/health/ready
 
