@@ -1,0 +1,215 @@
+using System.Security.Cryptography;
+
+namespace Verification.EventStore;
+
+/// <summary>
+/// RFC 9162 (Certificate Transparency 2.0) Merkle tree hashing and proofs: leaf = SHA-256(0x00 ‖ entry),
+/// node = SHA-256(0x01 ‖ left ‖ right), the split at the largest power of two below n; inclusion and consistency
+/// proofs and their verification as §2.1.3.2 and §2.1.4.2 state them.
+/// </summary>
+public static class Merkle
+{
+    public static byte[] LeafHash(ReadOnlySpan<byte> entry)
+    {
+        var buffer = new byte[entry.Length + 1];
+        entry.CopyTo(buffer.AsSpan(1));
+        return SHA256.HashData(buffer);
+    }
+
+    public static byte[] NodeHash(ReadOnlySpan<byte> left, ReadOnlySpan<byte> right)
+    {
+        Span<byte> buffer = stackalloc byte[65];
+        buffer[0] = 1;
+        left.CopyTo(buffer[1..]);
+        right.CopyTo(buffer[33..]);
+        return SHA256.HashData(buffer);
+    }
+
+    /// <summary>MTH(D[lo:hi]) over leaf hashes.</summary>
+    public static byte[] Root(IReadOnlyList<byte[]> leaves) => Root(leaves, 0, leaves.Count);
+
+    private static byte[] Root(IReadOnlyList<byte[]> leaves, int lo, int hi)
+    {
+        var n = hi - lo;
+        if (n == 0) return SHA256.HashData([]);
+        if (n == 1) return leaves[lo];
+        var k = Split(n);
+        return NodeHash(Root(leaves, lo, lo + k), Root(leaves, lo + k, hi));
+    }
+
+    /// <summary>The largest power of two smaller than n (n ≥ 2).</summary>
+    private static int Split(int n)
+    {
+        var k = 1;
+        while (k << 1 < n) k <<= 1;
+        return k;
+    }
+
+    /// <summary>PATH(m, D[0:n]): the audit path of leaf m in the tree of the first n leaves.</summary>
+    public static List<byte[]> InclusionProof(IReadOnlyList<byte[]> leaves, int m, int n)
+    {
+        if (m < 0 || m >= n || n > leaves.Count) throw new ArgumentOutOfRangeException(nameof(m), "leaf index must be below the tree size");
+        var proof = new List<byte[]>();
+        Path(leaves, m, 0, n, proof);
+        return proof;
+    }
+
+    private static void Path(IReadOnlyList<byte[]> leaves, int m, int lo, int hi, List<byte[]> proof)
+    {
+        if (hi - lo <= 1) return;
+        var k = Split(hi - lo);
+        if (m < k)
+        {
+            Path(leaves, m, lo, lo + k, proof);
+            proof.Add(Root(leaves, lo + k, hi));
+        }
+        else
+        {
+            Path(leaves, m - k, lo + k, hi, proof);
+            proof.Add(Root(leaves, lo, lo + k));
+        }
+    }
+
+    /// <summary>PROOF(m, D[0:n]): that the tree of the first m leaves is a prefix of the tree of the first n.</summary>
+    public static List<byte[]> ConsistencyProof(IReadOnlyList<byte[]> leaves, int m, int n)
+    {
+        if (m <= 0 || m > n || n > leaves.Count) throw new ArgumentOutOfRangeException(nameof(m), "need 0 < first ≤ second ≤ size");
+        var proof = new List<byte[]>();
+        SubProof(leaves, m, 0, n, true, proof);
+        return proof;
+    }
+
+    private static void SubProof(IReadOnlyList<byte[]> leaves, int m, int lo, int hi, bool whole, List<byte[]> proof)
+    {
+        var n = hi - lo;
+        if (m == n)
+        {
+            if (!whole) proof.Add(Root(leaves, lo, hi));
+            return;
+        }
+        var k = Split(n);
+        if (m <= k)
+        {
+            SubProof(leaves, m, lo, lo + k, whole, proof);
+            proof.Add(Root(leaves, lo + k, hi));
+        }
+        else
+        {
+            SubProof(leaves, m - k, lo + k, hi, false, proof);
+            proof.Add(Root(leaves, lo, lo + k));
+        }
+    }
+
+    /// <summary>RFC 9162 §2.1.3.2.</summary>
+    public static bool VerifyInclusion(byte[] leafHash, long index, long size, IReadOnlyList<byte[]> proof, byte[] root)
+    {
+        if (index < 0 || index >= size) return false;
+        long fn = index, sn = size - 1;
+        var r = leafHash;
+        foreach (var p in proof)
+        {
+            if (sn == 0) return false;
+            if ((fn & 1) == 1 || fn == sn)
+            {
+                r = NodeHash(p, r);
+                while ((fn & 1) == 0 && fn != 0)
+                {
+                    fn >>= 1;
+                    sn >>= 1;
+                }
+            }
+            else
+            {
+                r = NodeHash(r, p);
+            }
+            fn >>= 1;
+            sn >>= 1;
+        }
+        return sn == 0 && r.AsSpan().SequenceEqual(root);
+    }
+
+    /// <summary>RFC 9162 §2.1.4.2 (equal sizes need an empty proof and equal roots).</summary>
+    public static bool VerifyConsistency(long first, long second, byte[] firstRoot, byte[] secondRoot, IReadOnlyList<byte[]> proof)
+    {
+        if (first <= 0 || first > second) return false;
+        if (first == second) return proof.Count == 0 && firstRoot.AsSpan().SequenceEqual(secondRoot);
+        if (proof.Count == 0) return false;
+        var path = (first & (first - 1)) == 0 ? [firstRoot, .. proof] : proof.ToList();
+        long fn = first - 1, sn = second - 1;
+        while ((fn & 1) == 1)
+        {
+            fn >>= 1;
+            sn >>= 1;
+        }
+        byte[] fr = path[0], sr = path[0];
+        foreach (var c in path.Skip(1))
+        {
+            if (sn == 0) return false;
+            if ((fn & 1) == 1 || fn == sn)
+            {
+                fr = NodeHash(c, fr);
+                sr = NodeHash(c, sr);
+                while ((fn & 1) == 0 && fn != 0)
+                {
+                    fn >>= 1;
+                    sn >>= 1;
+                }
+            }
+            else
+            {
+                sr = NodeHash(sr, c);
+            }
+            fn >>= 1;
+            sn >>= 1;
+        }
+        return sn == 0 && fr.AsSpan().SequenceEqual(firstRoot) && sr.AsSpan().SequenceEqual(secondRoot);
+    }
+}
+
+/// <summary>A signed tree head: the log's size and root at a time, signed (ECDSA P-256, SHA-256) by the service.</summary>
+public sealed record TreeHead(string Log, long Size, string RootHash, DateTimeOffset Timestamp, string Signature)
+{
+    /// <summary>The signed bytes: UTF-8 of "log LF size LF root (hex) LF timestamp (unix ms)".</summary>
+    public static byte[] Payload(string log, long size, string rootHash, DateTimeOffset timestamp) =>
+        System.Text.Encoding.UTF8.GetBytes($"{log}\n{size}\n{rootHash}\n{timestamp.ToUnixTimeMilliseconds()}");
+
+    public bool Verify(ECDsa publicKey) =>
+        publicKey.VerifyData(Payload(Log, Size, RootHash, Timestamp), Convert.FromHexString(Signature), HashAlgorithmName.SHA256);
+}
+
+/// <summary>The store's events as a verifiable log: leaves in the daemon's commit order, entry = position (8 bytes, big-endian) ‖ event hash.</summary>
+public static class VerifiableLog
+{
+    public static byte[] Entry(long position, byte[] eventHash)
+    {
+        var entry = new byte[8 + eventHash.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(entry, position);
+        eventHash.CopyTo(entry, 8);
+        return entry;
+    }
+
+    /// <summary>Leaf hashes of the settled log (the first <paramref name="size"/>, or all), and each leaf's event position.</summary>
+    public static async Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(this EventStore store, long? size = null, CancellationToken cancellationToken = default)
+    {
+        await using var command = store.DataSource.CreateCommand(
+            $"SELECT position, hash FROM {store.Schema}.events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY transaction_id, position LIMIT @n");
+        command.Parameters.AddWithValue("n", size ?? long.MaxValue);
+        var leaves = new List<byte[]>();
+        var positions = new List<long>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            positions.Add(reader.GetInt64(0));
+            leaves.Add(Merkle.LeafHash(Entry(reader.GetInt64(0), reader.GetFieldValue<byte[]>(1))));
+        }
+        return (leaves, positions);
+    }
+
+    public static async Task<TreeHead> SignTreeHeadAsync(this EventStore store, ECDsa key, DateTimeOffset now, CancellationToken cancellationToken = default)
+    {
+        var (leaves, _) = await store.LeavesAsync(cancellationToken: cancellationToken);
+        var root = Convert.ToHexStringLower(Merkle.Root(leaves));
+        var signature = key.SignData(TreeHead.Payload(store.Schema, leaves.Count, root, now), HashAlgorithmName.SHA256);
+        return new TreeHead(store.Schema, leaves.Count, root, now, Convert.ToHexStringLower(signature));
+    }
+}
