@@ -22,6 +22,7 @@ app.MapIncidentsApi();
 app.MapHotlineApi();
 app.MapExchangesApi();
 app.MapPullbacksApi();
+app.MapVerifiableLog(IncidentsModule.Name, HotlineModule.Name, ExchangesModule.Name, PullbacksModule.Name);
 app.Lifetime.ApplicationStarted.Register(() =>
 {
     var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "http://127.0.0.1:5100";
@@ -34,6 +35,7 @@ app.Lifetime.ApplicationStarted.Register(() =>
           Hotline API     {address}/alerts   {address}/pre-notifications   {address}/channels
           Exchanges API   {address}/exchanges   {address}/persons
           Pullbacks API   {address}/pullbacks
+          Verifiable log  {address}/log/<incidents|hotline|exchanges|pullbacks>/tree-head   {address}/log/public-key
           OpenAPI         {address}/openapi/v1.json
           Health          {address}/health/ready
 

@@ -47,6 +47,7 @@ public static class ServiceDefaultsExtensions
         services.AddSingleton(options);
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<PartyDirectory>();
+        services.AddSingleton<LogSigner>();
 
         foreach (var module in options.Modules) module(builder);
         builder.AddTelemetry(options);

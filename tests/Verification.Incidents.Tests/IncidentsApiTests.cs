@@ -21,7 +21,7 @@ public sealed class IncidentsHost : IAsyncLifetime
         await Task.WhenAll(Postgres.InitializeAsync(), Rabbit.InitializeAsync());
         Host = await ServiceHost.StartAsync(IncidentsModule.Name,
             new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = Postgres.ConnectionString, ["Bus:RabbitMq"] = Rabbit.Amqp.ToString() },
-            b => b.AddIncidents(), a => a.MapIncidentsApi(),
+            b => b.AddIncidents(), a => { a.MapIncidentsApi(); a.MapVerifiableLog(IncidentsModule.Name); },
             [typeof(Contract.IncidentFiled), typeof(Contract.IncidentGraded), typeof(Contract.IncidentUpdated), typeof(Contract.IncidentRetracted), typeof(Contract.IncidentDisputed)]);
     }
 
@@ -80,6 +80,29 @@ public sealed class IncidentsApiTests(IncidentsHost fixture) : IClassFixture<Inc
         var message = await Eventually.Get(() => Task.FromResult(Host.Messages.Of<Contract.IncidentFiled>().FirstOrDefault(m => m.IncidentId == id)), what: "IncidentFiled on the bus");
         Assert.Equal(("Kharkiv", "missileStrike", "RU", "critical"), (message.Region, message.Category, message.AllegedParty, message.Severity));
         Assert.Equal(["medical", "residential"], message.TargetTypes);
+    }
+
+    [Fact]
+    public async Task The_log_serves_a_signed_tree_head_and_an_inclusion_proof_that_verify()
+    {
+        var id = await FileAsync();
+        var head = await JsonAsync(await Host.SendAsync(HttpMethod.Get, "/log/incidents/tree-head", null, Roles.Auditor, "US"));
+        var pem = await (await Host.SendAsync(HttpMethod.Get, "/log/public-key", null, Roles.Auditor, "US")).Content.ReadAsStringAsync();
+        using var key = System.Security.Cryptography.ECDsa.Create();
+        key.ImportFromPem(pem);
+        var treeHead = JsonSerializer.Deserialize<EventStore.TreeHead>(head.GetRawText(), ServiceHost.Json)!;
+        Assert.True(treeHead.Verify(key));
+
+        var position = (await JsonAsync(await Host.SendAsync(HttpMethod.Get, $"/incidents/{id}", null, Roles.Auditor, "US"))).GetProperty("history")[0].GetProperty("version").GetInt64();
+        var store = (EventStore.EventStore)((Microsoft.Extensions.DependencyInjection.IKeyedServiceProvider)Host.Services).GetRequiredKeyedService(typeof(EventStore.EventStore), IncidentsModule.Name);
+        var filed = (await store.ReadStreamAsync(id))[0];
+        var proof = await JsonAsync(await Host.SendAsync(HttpMethod.Get, $"/log/incidents/inclusion?position={filed.Position}&size={treeHead.Size}", null, Roles.Auditor, "US"));
+        Assert.Equal(1, position);
+        Assert.True(EventStore.Merkle.VerifyInclusion(EventStore.Merkle.LeafHash(EventStore.VerifiableLog.Entry(filed.Position, filed.Hash)),
+            proof.GetProperty("leafIndex").GetInt64(), treeHead.Size, proof.GetProperty("proof").EnumerateArray().Select(p => Convert.FromHexString(p.GetString()!)).ToList(),
+            Convert.FromHexString(treeHead.RootHash)));
+        using var anonymous = await Host.SendAsync(HttpMethod.Get, "/log/incidents/tree-head", null, null);
+        Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
     }
 
     [Fact]

@@ -6,6 +6,7 @@ builder.AddServiceDefaults(ExchangesModule.Name, o => o.Modules.Add(b => b.AddEx
 var app = builder.Build();
 app.UseServiceDefaults();
 app.MapExchangesApi();
+app.MapVerifiableLog(ExchangesModule.Name);
 app.Run();
 
 /// <summary>The entry point, visible to the test host.</summary>

@@ -6,6 +6,7 @@ builder.AddServiceDefaults(HotlineModule.Name, o => o.Modules.Add(b => b.AddHotl
 var app = builder.Build();
 app.UseServiceDefaults();
 app.MapHotlineApi();
+app.MapVerifiableLog(HotlineModule.Name);
 app.Run();
 
 /// <summary>The entry point, visible to the test host.</summary>

@@ -6,6 +6,7 @@ builder.AddServiceDefaults(IncidentsModule.Name, o => o.Modules.Add(b => b.AddIn
 var app = builder.Build();
 app.UseServiceDefaults();
 app.MapIncidentsApi();
+app.MapVerifiableLog(IncidentsModule.Name);
 app.Run();
 
 /// <summary>The entry point, visible to the test host.</summary>

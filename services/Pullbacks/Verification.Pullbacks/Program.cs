@@ -6,6 +6,7 @@ builder.AddServiceDefaults(PullbacksModule.Name, o => o.Modules.Add(b => b.AddPu
 var app = builder.Build();
 app.UseServiceDefaults();
 app.MapPullbacksApi();
+app.MapVerifiableLog(PullbacksModule.Name);
 app.Run();
 
 /// <summary>The entry point, visible to the test host.</summary>
