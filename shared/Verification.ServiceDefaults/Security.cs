@@ -54,7 +54,7 @@ public sealed record AuthSettings(string Issuer, string Audience, byte[] Signing
     public SymmetricSecurityKey Key => new(SigningKey);
 
     /// <summary>Mints a token for a caller; used by the dev-token command and by tests.</summary>
-    public string CreateToken(string subject, string role, string? party, TimeSpan? lifetime = null)
+    public string CreateToken(string subject, string role, string? party, TimeSpan? lifetime = null, TimeProvider? clock = null)
     {
         var claims = new Dictionary<string, object> { ["sub"] = subject, ["role"] = role };
         if (!string.IsNullOrWhiteSpace(party)) claims["party"] = party;
@@ -63,7 +63,7 @@ public sealed record AuthSettings(string Issuer, string Audience, byte[] Signing
             Issuer = Issuer,
             Audience = Audience,
             Claims = claims,
-            Expires = DateTime.UtcNow + (lifetime ?? TimeSpan.FromHours(12)),
+            Expires = ((clock ?? TimeProvider.System).GetUtcNow() + (lifetime ?? TimeSpan.FromHours(12))).UtcDateTime,
             SigningCredentials = new SigningCredentials(Key, SecurityAlgorithms.HmacSha256),
         });
     }

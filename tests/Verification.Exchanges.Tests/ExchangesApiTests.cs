@@ -8,33 +8,12 @@ using Contract = Verification.Contracts;
 
 namespace Verification.Exchanges.Tests;
 
-public sealed class ExchangesHost : IAsyncLifetime
+public sealed class ExchangesHost : ServiceFixture
 {
-    public PostgresDatabaseFixture Postgres { get; } = new();
-    public RabbitMqFixture Rabbit { get; } = new();
-    public ServiceHost Host { get; private set; } = null!;
+    protected override Task<ServiceHost> StartAsync(IDictionary<string, string?> settings) =>
+        ServiceHost.StartAsync(ExchangesModule.Name, settings, b => b.AddExchanges(), a => a.MapExchangesApi(), [typeof(Contract.ExchangeCompleted), typeof(Contract.ExchangeDiscrepancyFound)]);
 
-    public async Task InitializeAsync()
-    {
-        await Task.WhenAll(Postgres.InitializeAsync(), Rabbit.InitializeAsync());
-        Host = await ServiceHost.StartAsync(ExchangesModule.Name,
-            new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = Postgres.ConnectionString, ["Bus:RabbitMq"] = Rabbit.Amqp.ToString() },
-            b => b.AddExchanges(), a => a.MapExchangesApi(), [typeof(Contract.ExchangeCompleted), typeof(Contract.ExchangeDiscrepancyFound)]);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await Host.DisposeAsync();
-        await Task.WhenAll(Postgres.DisposeAsync(), Rabbit.DisposeAsync());
-    }
-
-    public async Task<long> EventsAsync()
-    {
-        await using var connection = new NpgsqlConnection(Postgres.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("SELECT count(*) FROM exchanges.events", connection);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
+    public Task<long> EventsAsync() => CountAsync("SELECT count(*) FROM exchanges.events");
 }
 
 public sealed class ExchangesApiTests(ExchangesHost fixture) : IClassFixture<ExchangesHost>

@@ -10,34 +10,13 @@ using Contract = Verification.Contracts;
 
 namespace Verification.Incidents.Tests;
 
-public sealed class IncidentsHost : IAsyncLifetime
+public sealed class IncidentsHost : ServiceFixture
 {
-    public PostgresDatabaseFixture Postgres { get; } = new();
-    public RabbitMqFixture Rabbit { get; } = new();
-    public ServiceHost Host { get; private set; } = null!;
-
-    public async Task InitializeAsync()
-    {
-        await Task.WhenAll(Postgres.InitializeAsync(), Rabbit.InitializeAsync());
-        Host = await ServiceHost.StartAsync(IncidentsModule.Name,
-            new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = Postgres.ConnectionString, ["Bus:RabbitMq"] = Rabbit.Amqp.ToString() },
-            b => b.AddIncidents(), a => { a.MapIncidentsApi(); a.MapVerifiableLog(IncidentsModule.Name); },
+    protected override Task<ServiceHost> StartAsync(IDictionary<string, string?> settings) =>
+        ServiceHost.StartAsync(IncidentsModule.Name, settings, b => b.AddIncidents(), a => { a.MapIncidentsApi(); a.MapVerifiableLog(IncidentsModule.Name); },
             [typeof(Contract.IncidentFiled), typeof(Contract.IncidentGraded), typeof(Contract.IncidentUpdated), typeof(Contract.IncidentRetracted), typeof(Contract.IncidentDisputed)]);
-    }
 
-    public async Task DisposeAsync()
-    {
-        await Host.DisposeAsync();
-        await Task.WhenAll(Postgres.DisposeAsync(), Rabbit.DisposeAsync());
-    }
-
-    public async Task<long> EventCountAsync()
-    {
-        await using var connection = new NpgsqlConnection(Postgres.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("SELECT (SELECT count(*) FROM incidents.events) + (SELECT count(*) FROM incidents.outbox)", connection);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
+    public Task<long> EventCountAsync() => CountAsync("SELECT (SELECT count(*) FROM incidents.events) + (SELECT count(*) FROM incidents.outbox)");
 }
 
 public sealed class IncidentsApiTests(IncidentsHost fixture) : IClassFixture<IncidentsHost>

@@ -7,33 +7,12 @@ using Contract = Verification.Contracts;
 
 namespace Verification.Pullbacks.Tests;
 
-public sealed class PullbacksHost : IAsyncLifetime
+public sealed class PullbacksHost : ServiceFixture
 {
-    public PostgresDatabaseFixture Postgres { get; } = new();
-    public RabbitMqFixture Rabbit { get; } = new();
-    public ServiceHost Host { get; private set; } = null!;
+    protected override Task<ServiceHost> StartAsync(IDictionary<string, string?> settings) =>
+        ServiceHost.StartAsync(PullbacksModule.Name, settings, b => b.AddPullbacks(), a => a.MapPullbacksApi(), [typeof(Contract.PullbackViolationDetected), typeof(Contract.HoldingSiteDiscrepancy)]);
 
-    public async Task InitializeAsync()
-    {
-        await Task.WhenAll(Postgres.InitializeAsync(), Rabbit.InitializeAsync());
-        Host = await ServiceHost.StartAsync(PullbacksModule.Name,
-            new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = Postgres.ConnectionString, ["Bus:RabbitMq"] = Rabbit.Amqp.ToString() },
-            b => b.AddPullbacks(), a => a.MapPullbacksApi(), [typeof(Contract.PullbackViolationDetected), typeof(Contract.HoldingSiteDiscrepancy)]);
-    }
-
-    public async Task DisposeAsync()
-    {
-        await Host.DisposeAsync();
-        await Task.WhenAll(Postgres.DisposeAsync(), Rabbit.DisposeAsync());
-    }
-
-    public async Task<long> EventsAsync()
-    {
-        await using var connection = new NpgsqlConnection(Postgres.ConnectionString);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand("SELECT count(*) FROM pullbacks.events", connection);
-        return (long)(await command.ExecuteScalarAsync())!;
-    }
+    public Task<long> EventsAsync() => CountAsync("SELECT count(*) FROM pullbacks.events");
 }
 
 public sealed class PullbacksApiTests(PullbacksHost fixture) : IClassFixture<PullbacksHost>

@@ -114,7 +114,7 @@ internal static class ServerProcess
             }
             catch (SocketException)
             {
-                await Task.Delay(200);
+                await Task.Delay(50);
             }
         }
         throw new InvalidOperationException($"server did not open port {port} within {timeout.TotalSeconds:0} s.\n{diagnostics()}");
