@@ -2,6 +2,7 @@
 // each module with its own schema in one PostgreSQL database. The same code runs as separate services.
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Verification.Compliance;
 using Verification.Exchanges;
 using Verification.Hotline;
 using Verification.Incidents;
@@ -15,6 +16,7 @@ builder.AddServiceDefaults("verification", o =>
     o.Modules.Add(b => b.AddHotline(o));
     o.Modules.Add(b => b.AddExchanges());
     o.Modules.Add(b => b.AddPullbacks());
+    o.Modules.Add(b => b.AddCompliance(o));
 });
 var app = builder.Build();
 app.UseServiceDefaults();
@@ -22,7 +24,8 @@ app.MapIncidentsApi();
 app.MapHotlineApi();
 app.MapExchangesApi();
 app.MapPullbacksApi();
-app.MapVerifiableLog(IncidentsModule.Name, HotlineModule.Name, ExchangesModule.Name, PullbacksModule.Name);
+app.MapComplianceApi();
+app.MapVerifiableLog(IncidentsModule.Name, HotlineModule.Name, ExchangesModule.Name, PullbacksModule.Name, ComplianceModule.Name);
 app.Lifetime.ApplicationStarted.Register(() =>
 {
     var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "http://127.0.0.1:5100";
@@ -35,7 +38,8 @@ app.Lifetime.ApplicationStarted.Register(() =>
           Hotline API     {address}/alerts   {address}/pre-notifications   {address}/channels
           Exchanges API   {address}/exchanges   {address}/persons
           Pullbacks API   {address}/pullbacks
-          Verifiable log  {address}/log/<incidents|hotline|exchanges|pullbacks>/tree-head   {address}/log/public-key
+          Compliance API  {address}/agreements   {address}/compliance/summary   {address}/compliance/daily
+          Verifiable log  {address}/log/<incidents|hotline|exchanges|pullbacks|compliance>/tree-head   /events   /export   {address}/log/public-key
           OpenAPI         {address}/openapi/v1.json
           Health          {address}/health/ready
 

@@ -48,6 +48,9 @@ public sealed class EventSession
         return this;
     }
 
+    /// <summary>How many events the session will append.</summary>
+    public int PendingCount => _appends.Sum(a => a.Events.Length);
+
     /// <summary>Records that <paramref name="consumer"/> processed <paramref name="messageId"/>, in this transaction.</summary>
     public EventSession MarkProcessed(string consumer, Guid messageId)
     {

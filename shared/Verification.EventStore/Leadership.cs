@@ -30,6 +30,24 @@ public sealed class Lease : IAsyncDisposable
         return null;
     }
 
+    /// <summary>Waits for the lock; <paramref name="shared"/> holders exclude only exclusive ones.</summary>
+    public static async Task<Lease> AcquireAsync(EventStore store, string name, bool shared, CancellationToken cancellationToken)
+    {
+        var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            await using var command = new NpgsqlCommand($"SELECT {(shared ? "pg_advisory_lock_shared" : "pg_advisory_lock")}(hashtextextended(@key, 0))", connection);
+            command.Parameters.AddWithValue("key", $"verification:{store.Schema}:{name}");
+            await command.ExecuteNonQueryAsync(cancellationToken);
+            return new Lease(connection);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
     /// <summary>Throws if the connection holding the lock is gone (the lock went with it).</summary>
     public async Task EnsureHeldAsync(CancellationToken cancellationToken)
     {
@@ -37,5 +55,18 @@ public sealed class Lease : IAsyncDisposable
         await command.ExecuteScalarAsync(cancellationToken);
     }
 
-    public ValueTask DisposeAsync() => _connection.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        // A pooled connection keeps session locks until it is reset on reuse: release them now.
+        try
+        {
+            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", _connection);
+            await unlock.ExecuteNonQueryAsync();
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // The connection is gone, and its locks with it.
+        }
+        await _connection.DisposeAsync();
+    }
 }

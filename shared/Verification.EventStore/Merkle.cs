@@ -166,6 +166,45 @@ public static class Merkle
     }
 }
 
+/// <summary>
+/// The whole tree kept level by level, so each inclusion proof costs O(log n) instead of O(n): pairing nodes left
+/// to right and carrying an odd last node up unchanged builds the same tree as RFC 9162's largest-power-of-two split.
+/// </summary>
+public sealed class MerkleTree
+{
+    private readonly List<byte[][]> _levels = [];
+
+    public MerkleTree(IReadOnlyList<byte[]> leaves)
+    {
+        var level = leaves.ToArray();
+        _levels.Add(level);
+        while (level.Length > 1)
+        {
+            var next = new byte[(level.Length + 1) / 2][];
+            for (var i = 0; i < level.Length / 2; i++) next[i] = Merkle.NodeHash(level[2 * i], level[2 * i + 1]);
+            if (level.Length % 2 == 1) next[^1] = level[^1];
+            _levels.Add(level = next);
+        }
+    }
+
+    public int Size => _levels[0].Length;
+    public byte[] Root => Size == 0 ? SHA256.HashData([]) : _levels[^1][0];
+
+    /// <summary>The audit path of leaf <paramref name="index"/>, leaf to root, as RFC 9162 orders it.</summary>
+    public List<byte[]> InclusionProof(int index)
+    {
+        if (index < 0 || index >= Size) throw new ArgumentOutOfRangeException(nameof(index), "leaf index must be below the tree size");
+        var proof = new List<byte[]>();
+        foreach (var level in _levels.Take(_levels.Count - 1))
+        {
+            var sibling = index ^ 1;
+            if (sibling < level.Length) proof.Add(level[sibling]);
+            index >>= 1;
+        }
+        return proof;
+    }
+}
+
 /// <summary>A signed tree head: the log's size and root at a time, signed (ECDSA P-256, SHA-256) by the service.</summary>
 public sealed record TreeHead(string Log, long Size, string RootHash, DateTimeOffset Timestamp, string Signature)
 {

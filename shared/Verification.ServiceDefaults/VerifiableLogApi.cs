@@ -23,6 +23,11 @@ public sealed class LogSigner : IDisposable
 }
 
 public sealed record InclusionProofResponse(string Log, long Position, long LeafIndex, long TreeSize, string LeafHash, string RootHash, string[] Proof);
+public sealed record LogEvent(long Position, string StreamId, long Version, Guid Id, string Type, DateTimeOffset RecordedAt,
+    System.Text.Json.JsonElement Data, EventMetadata Metadata, string Hash);
+public sealed record LogPage(string Log, IReadOnlyList<LogEvent> Events, long? Next);
+public sealed record ProjectionComparison(string Log, string Projection, bool Equal, IReadOnlyList<string> Differences);
+
 public sealed record ConsistencyProofResponse(string Log, long First, long Second, string FirstRoot, string SecondRoot, string[] Proof);
 
 /// <summary>Every service exposes its log for auditors: signed tree heads, inclusion and consistency proofs (RFC 9162).</summary>
@@ -50,6 +55,64 @@ public static class VerifiableLogApi
                 throw Rejection.Invalid(new Dictionary<string, string[]> { ["first"] = [$"need 0 < first ≤ second ≤ {leaves.Count}"] });
             return TypedResults.Ok(new ConsistencyProofResponse(log, first, second, Convert.ToHexStringLower(Merkle.Root(leaves.Take((int)first).ToList())),
                 Convert.ToHexStringLower(Merkle.Root(leaves)), [.. Merkle.ConsistencyProof(leaves, (int)first, (int)second).Select(Convert.ToHexStringLower)]));
+        });
+
+        // Replay for auditors and the parties: read-only, over the log as recorded.
+        var replay = group.MapGroup("").RequireAuthorization(p => p.RequireRole(Roles.Auditor, Roles.Verifier, Roles.Admin, Roles.Liaison));
+        replay.MapGet("/{log}/events", async (string log, HttpContext http, long? after, int? limit, string? stream, string? type, string? correlationId,
+            DateTimeOffset? from, DateTimeOffset? to) =>
+        {
+            var size = limit ?? 100;
+            if (size is < 1 or > 1000) throw Rejection.Invalid(new Dictionary<string, string[]> { ["limit"] = ["between 1 and 1000"] });
+            var store = Store(http, logs, log);
+            await using var command = store.DataSource.CreateCommand(
+                $"""
+                SELECT position, stream_id, version, id, type, recorded_at, data::text, metadata::text, hash FROM {store.Schema}.events
+                WHERE position > @after AND (@stream::text IS NULL OR stream_id = @stream) AND (@type::text IS NULL OR type = @type)
+                  AND (@correlation::text IS NULL OR metadata->>'correlationId' = @correlation)
+                  AND recorded_at >= coalesce(@from, '-infinity') AND recorded_at < coalesce(@to, 'infinity')
+                ORDER BY position LIMIT @limit
+                """);
+            command.Parameters.AddWithValue("after", after ?? 0);
+            command.Parameters.Add(new Npgsql.NpgsqlParameter<string?>("stream", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = stream });
+            command.Parameters.Add(new Npgsql.NpgsqlParameter<string?>("type", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = type });
+            command.Parameters.Add(new Npgsql.NpgsqlParameter<string?>("correlation", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = correlationId });
+            command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset?>("from", NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = from });
+            command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset?>("to", NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = to });
+            command.Parameters.AddWithValue("limit", size);
+            var events = new List<LogEvent>();
+            await using (var reader = await command.ExecuteReaderAsync(http.RequestAborted))
+            {
+                while (await reader.ReadAsync(http.RequestAborted))
+                {
+                    events.Add(new LogEvent(reader.GetInt64(0), reader.GetString(1), reader.GetInt64(2), reader.GetGuid(3), reader.GetString(4),
+                        reader.GetFieldValue<DateTimeOffset>(5), System.Text.Json.JsonDocument.Parse(reader.GetString(6)).RootElement.Clone(),
+                        System.Text.Json.JsonSerializer.Deserialize<EventMetadata>(reader.GetString(7), EventTypes.Json)!, Convert.ToHexStringLower(reader.GetFieldValue<byte[]>(8))));
+                }
+            }
+            return TypedResults.Ok(new LogPage(log, events, events.Count == size ? events[^1].Position : null));
+        });
+        replay.MapGet("/{log}/export", async (string log, HttpContext http, LogSigner signer, TimeProvider clock, DateTimeOffset? from, DateTimeOffset? to) =>
+        {
+            if (from > to) throw Rejection.Invalid(new Dictionary<string, string[]> { ["from"] = ["must not be after to"] });
+            var bundle = await Store(http, logs, log).ExportBundleAsync(signer.Key, clock.GetUtcNow(), from, to, http.RequestAborted);
+            return TypedResults.File(bundle, "application/zip", $"{log}-audit-bundle.zip");
+        });
+        replay.MapGet("/{log}/projections", async (string log, HttpContext http) =>
+        {
+            var store = Store(http, logs, log);
+            var status = new List<ProjectionStatus>();
+            foreach (var projection in store.Options.InlineProjections.Concat(store.Options.AsyncProjections))
+                status.AddRange(await store.ProjectionStatusAsync(projection.Name, http.RequestAborted));
+            return TypedResults.Ok(status);
+        });
+        replay.MapPost("/{log}/projections/{name}/compare", async (string log, string name, HttpContext http) =>
+        {
+            var store = Store(http, logs, log);
+            var projection = store.Options.InlineProjections.Concat(store.Options.AsyncProjections).FirstOrDefault(p => p.Name == name)
+                ?? throw Rejection.NotFound($"the {log} log has no projection named {name}");
+            var differences = await store.RebuildAndCompareAsync(projection, http.RequestAborted);
+            return TypedResults.Ok(new ProjectionComparison(log, name, differences.Count == 0, differences));
         });
         return app;
     }

@@ -42,6 +42,18 @@ public sealed class MerkleTests
     }
 
     [Fact]
+    public void The_level_by_level_tree_gives_the_same_roots_and_proofs_as_the_recursive_definition()
+    {
+        var leaves = Enumerable.Range(0, 33).Select(i => Merkle.LeafHash(BitConverter.GetBytes(i))).ToList();
+        for (var n = 0; n <= 33; n++)
+        {
+            var tree = new MerkleTree(leaves.Take(n).ToList());
+            Assert.Equal(Convert.ToHexStringLower(Merkle.Root(leaves.Take(n).ToList())), Convert.ToHexStringLower(tree.Root));
+            for (var m = 0; m < n; m++) Assert.Equal(Hex(Merkle.InclusionProof(leaves, m, n)), Hex(tree.InclusionProof(m)));
+        }
+    }
+
+    [Fact]
     public void Every_inclusion_and_consistency_proof_up_to_20_leaves_verifies_and_a_changed_one_does_not()
     {
         var leaves = Enumerable.Range(0, 20).Select(i => Merkle.LeafHash(BitConverter.GetBytes(i))).ToList();
