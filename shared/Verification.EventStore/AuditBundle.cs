@@ -110,6 +110,18 @@ public static class AuditBundle
     /// </summary>
     public static BundleVerification Verify(byte[] bundle, string? trustedKeyPem = null)
     {
+        try
+        {
+            return VerifyContent(bundle, trustedKeyPem);
+        }
+        catch (Exception e) when (e is JsonException or FormatException or InvalidDataException or CryptographicException or ArgumentException)
+        {
+            return new BundleVerification(false, 0, 0, false, null, [$"the bundle cannot be read: {e.Message}"]);
+        }
+    }
+
+    private static BundleVerification VerifyContent(byte[] bundle, string? trustedKeyPem)
+    {
         var problems = new List<string>();
         long? firstBad = null;
         void Bad(long? position, string problem)

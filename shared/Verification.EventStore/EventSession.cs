@@ -67,13 +67,6 @@ public sealed class EventSession
         await using var transaction = inline.Count > 0 ? await connection.BeginTransactionAsync(cancellationToken) : null;
         await using var batch = new NpgsqlBatch(connection, transaction);
 
-        foreach (var (consumer, messageId) in _processed)
-        {
-            var mark = new NpgsqlBatchCommand($"INSERT INTO {schema}.inbox (consumer, message_id) VALUES ($1, $2)");
-            mark.Parameters.Add(new NpgsqlParameter { Value = consumer });
-            mark.Parameters.Add(new NpgsqlParameter { Value = messageId });
-            batch.BatchCommands.Add(mark);
-        }
         foreach (var (streamId, streamType, expected, events) in _appends)
         {
             var command = new NpgsqlBatchCommand($"SELECT o_position, o_version, o_recorded_at, o_hash, o_duplicate FROM {schema}.append_events($1, $2, $3, $4, $5, $6, $7)");
@@ -107,14 +100,21 @@ public sealed class EventSession
             batch.BatchCommands.Add(publish);
         }
 
+        // Last: statements without a result set must not come before the appends, whose results are read in order.
+        foreach (var (consumer, messageId) in _processed)
+        {
+            var mark = new NpgsqlBatchCommand($"INSERT INTO {schema}.inbox (consumer, message_id) VALUES ($1, $2)");
+            mark.Parameters.Add(new NpgsqlParameter { Value = consumer });
+            mark.Parameters.Add(new NpgsqlParameter { Value = messageId });
+            batch.BatchCommands.Add(mark);
+        }
+
         var results = new List<AppendResult>();
         var stored = new List<StoredEvent>();
         try
         {
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
             {
-                // Inbox inserts return no rows; move to the first append's result.
-                for (var skip = 0; skip < _processed.Count; skip++) await reader.NextResultAsync(cancellationToken);
                 foreach (var (streamId, _, _, events) in _appends)
                 {
                     var positions = new List<long>();

@@ -129,6 +129,25 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
     }
 
     [Fact]
+    public async Task A_consumer_session_with_an_inbox_mark_updates_the_inline_projection_and_reports_its_append()
+    {
+        // Regression: the inbox insert has no result set, and once stood before the appends, so their results were skipped.
+        var id = NewId();
+        var messageId = Guid.NewGuid();
+        IReadOnlyList<AppendResult>? saved = null;
+        Assert.True(await Store.HandleOnceAsync("views", messageId, EventMetadata.Empty, async session =>
+        {
+            session.Append(id, "incident", 0, new Noted(id, "Kherson", 3));
+            await Task.CompletedTask;
+        }));
+        Assert.Equal(new IncidentView(id, "Kherson", 3, 0), await Store.LoadDocumentAsync<IncidentView>("incident_view", id));
+        saved = await Store.OpenSession().MarkProcessed("views", Guid.NewGuid()).Append(id, "incident", 1, new Revised(id, 4)).SaveChangesAsync();
+        Assert.Equal(2, Assert.Single(saved).Version);
+        Assert.Equal(4, (await Store.LoadDocumentAsync<IncidentView>("incident_view", id))!.Count);
+        Assert.False(await Store.HandleOnceAsync("views", messageId, EventMetadata.Empty, _ => Task.CompletedTask));
+    }
+
+    [Fact]
     public async Task Time_travel_gives_the_state_as_of_a_version_and_as_of_a_recorded_time()
     {
         var id = NewId();

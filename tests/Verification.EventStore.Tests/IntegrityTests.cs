@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Npgsql;
 using Verification.EventStore;
+using Verification.Testing;
 
 namespace Verification.EventStore.Tests;
 
@@ -89,6 +90,12 @@ public sealed class IntegrityTests(StoreFixture fixture) : IClassFixture<StoreFi
         await store.AppendAsync(id, "incident", 2, [new Revised(id, 5)]);
         var target = (await store.ReadStreamAsync(id))[1].Position;
         Assert.True((await store.VerifyHashChainAsync()).Valid);
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var trusted = key.ExportSubjectPublicKeyInfoPem();
+        // Bundles hold settled events only: wait until a transaction elsewhere in the cluster no longer holds the newest back.
+        var before = await Eventually.Get(async () => AuditBundle.Verify(await store.ExportBundleAsync(key, DateTimeOffset.UtcNow), trusted) is { EventsChecked: 3 } b ? b : null,
+            what: "three settled events in the bundle");
+        Assert.True(before.Valid, string.Join("; ", before.Problems));
 
         await using (var tamper = fixture.DataSource.CreateCommand(
             $"ALTER TABLE es_tamper.events DISABLE TRIGGER events_append_only; UPDATE es_tamper.events SET data = jsonb_set(data, '{{count}}', '400') WHERE position = {target}; " +
@@ -98,5 +105,10 @@ public sealed class IntegrityTests(StoreFixture fixture) : IClassFixture<StoreFi
         var verification = await store.VerifyHashChainAsync();
         Assert.False(verification.Valid);
         Assert.Equal(target, verification.FirstBadPosition);
+
+        // An auditor's offline check of a bundle exported after the change names the same position.
+        var after = AuditBundle.Verify(await store.ExportBundleAsync(key, DateTimeOffset.UtcNow), trusted);
+        Assert.False(after.Valid);
+        Assert.Equal(target, after.FirstBadPosition);
     }
 }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Verification.EventStore;
+using Verification.Testing;
 
 namespace Verification.EventStore.Tests;
 
@@ -91,7 +92,8 @@ public sealed class VerifiableLogTests(StoreFixture fixture) : IClassFixture<Sto
         await store.MigrateAsync();
         for (var i = 0; i < 5; i++) await store.AppendAsync($"inc-{i}", "incident", 0, [new Noted($"inc-{i}", "Kyiv", i)]);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var head = await store.SignTreeHeadAsync(key, DateTimeOffset.UtcNow);
+        // The tree covers settled events: a transaction still open anywhere in the cluster (another test's) can hold the newest back a moment.
+        var head = await Eventually.Get(async () => await store.SignTreeHeadAsync(key, DateTimeOffset.UtcNow) is { Size: 5 } h ? h : null, what: "five settled events");
         Assert.Equal(5, head.Size);
         Assert.True(head.Verify(key));
         Assert.False((head with { Size = 6 }).Verify(key));
@@ -103,7 +105,7 @@ public sealed class VerifiableLogTests(StoreFixture fixture) : IClassFixture<Sto
         Assert.True(Merkle.VerifyInclusion(Merkle.LeafHash(VerifiableLog.Entry(target.Position, target.Hash)), index, head.Size, proof, Convert.FromHexString(head.RootHash)));
 
         for (var i = 5; i < 9; i++) await store.AppendAsync($"inc-{i}", "incident", 0, [new Noted($"inc-{i}", "Kyiv", i)]);
-        var later = await store.SignTreeHeadAsync(key, DateTimeOffset.UtcNow);
+        var later = await Eventually.Get(async () => await store.SignTreeHeadAsync(key, DateTimeOffset.UtcNow) is { Size: 9 } h ? h : null, what: "nine settled events");
         var (grown, _) = await store.LeavesAsync();
         Assert.True(Merkle.VerifyConsistency(head.Size, later.Size, Convert.FromHexString(head.RootHash), Convert.FromHexString(later.RootHash),
             Merkle.ConsistencyProof(grown, (int)head.Size, (int)later.Size)));

@@ -15,6 +15,13 @@ public static class Eventually
         }
     }
 
+    public static async Task<T> Get<T>(Func<Task<T?>> probe, TimeSpan? timeout = null, string? what = null) where T : struct
+    {
+        T? found = null;
+        await True(async () => (found = await probe()) is not null, timeout, what);
+        return found!.Value;
+    }
+
     public static async Task True(Func<Task<bool>> probe, TimeSpan? timeout = null, string? what = null)
     {
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));

@@ -1,0 +1,281 @@
+using System.Net;
+using System.Text.Json;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Verification.EventStore;
+using Verification.ServiceDefaults;
+using Verification.Testing;
+using Contract = Verification.Contracts;
+
+namespace Verification.Compliance.Tests;
+
+public sealed class ComplianceHost : ServiceFixture
+{
+    protected override Task<ServiceHost> StartAsync(IDictionary<string, string?> settings) =>
+        ServiceHost.StartAsync(ComplianceModule.Name, settings, null, a => { a.MapComplianceApi(); a.MapVerifiableLog(ComplianceModule.Name); },
+            configure: o => o.Modules.Add(b => b.AddCompliance(o)));
+
+    public Task<long> EventsAsync() => CountAsync("SELECT count(*) FROM compliance.events");
+}
+
+/// <summary>The compliance service on real PostgreSQL and RabbitMQ; the other services' messages are published on the bus as they would be.</summary>
+public sealed class ComplianceApiTests(ComplianceHost fixture) : IClassFixture<ComplianceHost>
+{
+    private ServiceHost Host => fixture.Host;
+    private static readonly DateTimeOffset Start = DateTimeOffset.UtcNow.Date.AddDays(-10);
+
+    private async Task<JsonElement> SendAsync(HttpMethod method, string path, object? body, string role, HttpStatusCode expected, string? party = null)
+    {
+        using var response = await Host.SendAsync(method, path, body, role, party);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == expected, $"{method} {path}: {(int)response.StatusCode} {text}");
+        return text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone();
+    }
+
+    private async Task<Guid> PublishAsync(object message, Guid? id = null)
+    {
+        var messageId = id ?? Guid.NewGuid();
+        await Host.Services.GetRequiredService<IBus>().Publish(message, c => c.MessageId = messageId);
+        return messageId;
+    }
+
+    // Tests share the database: each reads the determinations of its own agreement.
+    private Task<JsonElement> DeterminationsAsync(string subject, string agreement) =>
+        SendAsync(HttpMethod.Get, $"/compliance/determinations?subject={subject}&agreement={agreement}", null, Roles.Auditor, HttpStatusCode.OK);
+
+    private static object Agreement(string id, params object[] terms) => new { agreementId = id, title = "Geneva technical measures", parties = new[] { "UA", "RU" }, mediator = "US", terms };
+
+    private static object EnergyTerm(string termId = "energy", string region = "Kharkiv") => new
+    {
+        termId, kind = "noStrikes", title = "No strikes on energy infrastructure", partiesBound = new[] { "UA", "RU" },
+        from = Start, to = Start.AddDays(30), targetTypes = new[] { "energy" }, regions = new[] { region },
+    };
+
+    private static Contract.IncidentFiled Filed(string id, DateTimeOffset at, string region = "Kharkiv") =>
+        new(id, at, null, 49.99, 36.23, region, "missileStrike", ["energySubstation"], "RU", "high", 0, 0, at.AddHours(1));
+
+    private static Contract.IncidentGraded Graded(string id, int revision, string grade, string party, DateTimeOffset at, string region = "Kharkiv") =>
+        new(id, revision, grade, "party", party, null, at, 49.99, 36.23, region, "missileStrike", ["energySubstation"], "high", DateTimeOffset.UtcNow);
+
+    [Fact]
+    public async Task A_graded_energy_strike_becomes_a_violation_that_a_regrade_revises_with_both_kept_and_bitemporal_reads()
+    {
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-1", EnergyTerm()), Roles.Admin, HttpStatusCode.Created);
+        var occurred = Start.AddDays(2).AddHours(3);
+        var filedId = await PublishAsync(Filed("inc-a", occurred));
+        var gradedId = await PublishAsync(Graded("inc-a", 1, "confirmed", "RU", occurred));
+        await PublishAsync(Graded("inc-a", 1, "confirmed", "RU", occurred), gradedId);   // redelivered: changes nothing
+        await PublishAsync(Filed("inc-b", occurred, region: "Odesa"));
+        await PublishAsync(Graded("inc-b", 1, "confirmed", "RU", occurred, region: "Odesa"));
+
+        var determination = await Eventually.Get(async () =>
+        {
+            var found = await DeterminationsAsync("inc-a", "truce-1");
+            return found.GetArrayLength() == 1 ? found[0] : (JsonElement?)null;
+        }, what: "a determination for inc-a");
+        Assert.Equal(("RU", "violation", 1), (determination.GetProperty("party").GetString(), determination.GetProperty("outcome").GetString(), determination.GetProperty("revision").GetInt32()));
+        var inputs = determination.GetProperty("inputs").EnumerateArray().Select(i => i.GetProperty("messageId").GetGuid()).ToList();
+        Assert.Equal(new[] { filedId, gradedId }.Order(), inputs.Order());   // the bus may deliver them in either order
+        await Eventually.True(async () => await fixture.CountAsync("SELECT count(*) FROM compliance.events WHERE stream_id = 'subject-incident-inc-b'") == 2, what: "inc-b's facts");
+        Assert.Equal(0, (await DeterminationsAsync("inc-b", "truce-1")).GetArrayLength());   // Odesa is outside the term's regions
+        Assert.Equal(2, await fixture.CountAsync("SELECT count(*) FROM compliance.events WHERE stream_id = 'subject-incident-inc-a'"));
+
+        var id = determination.GetProperty("determinationId").GetString()!;
+        var firstKnown = (await SendAsync(HttpMethod.Get, $"/compliance/determinations/{id}", null, Roles.Auditor, HttpStatusCode.OK))[0].GetProperty("recordedAt").GetDateTimeOffset();
+        await PublishAsync(Graded("inc-a", 2, "weak", "RU", occurred));
+        var history = await Eventually.Get(async () =>
+        {
+            var h = await SendAsync(HttpMethod.Get, $"/compliance/determinations/{id}", null, Roles.Auditor, HttpStatusCode.OK);
+            return h.GetArrayLength() == 2 ? h : (JsonElement?)null;
+        }, what: "the revision after re-grading");
+        Assert.Equal("violation", history[0].GetProperty("determination").GetProperty("outcome").GetString());
+        Assert.Equal("none", history[1].GetProperty("determination").GetProperty("outcome").GetString());
+        Assert.StartsWith("withdrawn: graded weak", history[1].GetProperty("determination").GetProperty("grounds").GetString(), StringComparison.Ordinal);
+
+        // What was known then, and what is known now; and by occurrence time.
+        var then = await SendAsync(HttpMethod.Get, $"/compliance/summary?agreement=truce-1&recordedAsOf={Uri.EscapeDataString(firstKnown.ToString("o"))}", null, Roles.Auditor, HttpStatusCode.OK);
+        Assert.Equal(1, then.GetProperty("lines").EnumerateArray().Single(l => l.GetProperty("party").GetString() == "RU").GetProperty("violations").GetInt32());
+        var now = await SendAsync(HttpMethod.Get, "/compliance/summary?agreement=truce-1", null, Roles.Auditor, HttpStatusCode.OK);
+        Assert.Equal(0, now.GetProperty("lines").GetArrayLength());
+        var before = await SendAsync(HttpMethod.Get, $"/compliance/summary?agreement=truce-1&recordedAsOf={Uri.EscapeDataString(firstKnown.ToString("o"))}&occurredUpTo={Uri.EscapeDataString(occurred.AddHours(-1).ToString("o"))}",
+            null, Roles.Auditor, HttpStatusCode.OK);
+        Assert.Equal(0, before.GetProperty("lines").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task A_term_added_later_judges_facts_already_known_and_hotline_times_reach_the_daily_history()
+    {
+        var occurred = Start.AddDays(4);
+        await PublishAsync(Filed("inc-c", occurred, region: "Kyiv"));
+        await PublishAsync(Graded("inc-c", 1, "fair", "RU", occurred, region: "Kyiv"));
+        var raised = new Contract.AlertRaised("alert-c-RU", "incident", "inc-c", "RU", null, "high", false, occurred, occurred.AddHours(1));
+        await PublishAsync(raised);
+        await PublishAsync(new Contract.AlertAcknowledged("alert-c-RU", "incident", "inc-c", "RU", "investigating", false, 600, occurred.AddMinutes(10)));
+        var other = raised with { AlertId = "alert-d-UA", IncidentId = "inc-d", Addressee = "UA" };
+        await PublishAsync(other);
+        await PublishAsync(new Contract.AlertExpiredUnacknowledged("alert-d-UA", "incident", "inc-d", "UA", other.RaisedAt, other.DueAt, other.DueAt));
+        await Eventually.True(async () => await fixture.CountAsync("SELECT count(*) FROM compliance.events WHERE stream_id LIKE 'subject-%' AND stream_id IN ('subject-incident-inc-c','subject-alert-alert-c-RU','subject-alert-alert-d-UA')") == 6,
+            what: "the facts recorded");
+
+        var added = await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-2", EnergyTerm(region: "Kyiv"),
+            new { termId = "hotline", kind = "hotlineAcknowledgement", title = "Acknowledge incident alerts", partiesBound = new[] { "UA", "RU" }, from = Start }), Roles.Verifier, HttpStatusCode.Created);
+        Assert.Equal(3, added.GetProperty("determinations").GetInt32());
+
+        var daily = await Eventually.Get(async () =>
+        {
+            var lines = await SendAsync(HttpMethod.Get, $"/compliance/daily?agreement=truce-2", null, Roles.Auditor, HttpStatusCode.OK);
+            return lines.GetArrayLength() == 3 ? lines : (JsonElement?)null;
+        }, what: "the async daily history");
+        var day = DateOnly.FromDateTime(occurred.UtcDateTime).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        var ru = daily.EnumerateArray().Single(l => l.GetProperty("party").GetString() == "RU" && l.GetProperty("termId").GetString() == "hotline");
+        Assert.Equal((day, 1, 600.0), (ru.GetProperty("day").GetString(), ru.GetProperty("honoured").GetInt32(), ru.GetProperty("medianResponseSeconds").GetDouble()));
+        var ua = daily.EnumerateArray().Single(l => l.GetProperty("party").GetString() == "UA");
+        Assert.Equal((1, 1), (ua.GetProperty("breaches").GetInt32(), ua.GetProperty("missed").GetInt32()));
+        Assert.Equal(1, daily.EnumerateArray().Single(l => l.GetProperty("termId").GetString() == "energy").GetProperty("violations").GetInt32());
+
+        // The daily report: frozen at the cut-off (nothing was recorded by then), a new version after, none when nothing changed.
+        var first = await SendAsync(HttpMethod.Post, "/agreements/truce-2/daily-reports", new { day }, Roles.Verifier, HttpStatusCode.Created);
+        Assert.Equal((1, 0), (first.GetProperty("report").GetProperty("version").GetInt32(), first.GetProperty("report").GetProperty("lines").GetArrayLength()));
+        var second = await SendAsync(HttpMethod.Post, "/agreements/truce-2/daily-reports", new { day }, Roles.Verifier, HttpStatusCode.Created);
+        Assert.Equal((2, 3), (second.GetProperty("report").GetProperty("version").GetInt32(), second.GetProperty("report").GetProperty("lines").GetArrayLength()));
+        var third = await SendAsync(HttpMethod.Post, "/agreements/truce-2/daily-reports", new { day }, Roles.Verifier, HttpStatusCode.OK);
+        Assert.Equal(2, third.GetProperty("report").GetProperty("version").GetInt32());
+        var v1 = await SendAsync(HttpMethod.Get, $"/agreements/truce-2/daily-reports/{day}?version=1", null, Roles.Auditor, HttpStatusCode.OK);
+        Assert.Equal(first.GetProperty("report").GetProperty("contentHash").GetString(), v1.GetProperty("report").GetProperty("contentHash").GetString());
+        var today = DateOnly.FromDateTime(DateTime.UtcNow).ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture);
+        await SendAsync(HttpMethod.Post, "/agreements/truce-2/daily-reports", new { day = today }, Roles.Verifier, HttpStatusCode.Conflict);
+
+        // The rebuilt history equals the live one.
+        var compared = await SendAsync(HttpMethod.Post, "/log/compliance/projections/compliance_daily/compare", null, Roles.Auditor, HttpStatusCode.OK);
+        Assert.True(compared.GetProperty("equal").GetBoolean(), compared.ToString());
+    }
+
+    [Fact]
+    public async Task Bad_agreements_are_refused_naming_the_field_and_append_nothing_and_auditors_cannot_write()
+    {
+        var before = await fixture.EventsAsync();
+        var problem = await SendAsync(HttpMethod.Post, "/agreements", new
+        {
+            agreementId = "bad one", title = "", parties = new[] { "UA", "XX" }, mediator = "ZZ",
+            terms = new object[] { new { termId = "t", kind = "noStrikes", title = "t", partiesBound = new[] { "UA" }, from = Start, to = Start.AddDays(-1), area = new[] { 1.0, 2.0 } } },
+        }, Roles.Admin, HttpStatusCode.BadRequest);
+        var errors = problem.GetProperty("errors");
+        foreach (var field in new[] { "agreementId", "title", "parties", "mediator", "terms[0].to", "terms[0].area" })
+            Assert.True(errors.TryGetProperty(field, out _), $"{field} missing from {errors}");
+        await SendAsync(HttpMethod.Post, "/agreements", new { agreementId = "x", title = "x", parties = new[] { "UA", "RU" }, terms = new[] { new { termId = "t", kind = "sometimes" } } },
+            Roles.Admin, HttpStatusCode.BadRequest);
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("by-auditor", EnergyTerm()), Roles.Auditor, HttpStatusCode.Forbidden);
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("by-liaison", EnergyTerm()), Roles.Liaison, HttpStatusCode.Forbidden, "UA");
+        using (var anonymous = await Host.SendAsync(HttpMethod.Post, "/agreements", Agreement("anon", EnergyTerm()), null))
+            Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+        Assert.Equal(before, await fixture.EventsAsync());
+
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-3", EnergyTerm()), Roles.Admin, HttpStatusCode.Created);
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-3", EnergyTerm()), Roles.Admin, HttpStatusCode.Conflict);
+        await SendAsync(HttpMethod.Post, "/agreements/truce-3/terms", EnergyTerm(), Roles.Admin, HttpStatusCode.Conflict);
+        await SendAsync(HttpMethod.Post, "/agreements/nope/terms", EnergyTerm("other"), Roles.Admin, HttpStatusCode.NotFound);
+    }
+
+    [Fact]
+    public async Task An_exported_bundle_verifies_offline_and_a_changed_byte_does_not()
+    {
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-4", EnergyTerm()), Roles.Admin, HttpStatusCode.Created);
+        await PublishAsync(Filed("inc-e", Start.AddDays(1)));
+        await Eventually.True(async () => await fixture.CountAsync("SELECT count(*) FROM compliance.events WHERE stream_id = 'subject-incident-inc-e'") == 1, what: "the fact");
+
+        var page = await SendAsync(HttpMethod.Get, "/log/compliance/events?limit=1000&type=agreement_concluded", null, Roles.Auditor, HttpStatusCode.OK);
+        Assert.Contains(page.GetProperty("events").EnumerateArray(), e => e.GetProperty("streamId").GetString() == "truce-4");
+        Assert.All(page.GetProperty("events").EnumerateArray(), e => Assert.Equal("agreement_concluded", e.GetProperty("type").GetString()));
+
+        var key = await (await Host.SendAsync(HttpMethod.Get, "/log/public-key", null, Roles.Auditor)).Content.ReadAsStringAsync();
+        var total = await fixture.EventsAsync();
+        byte[] bundle = [];
+        // A bundle holds the settled events: wait until no open transaction elsewhere in the cluster holds the newest back.
+        var result = await Eventually.Get(async () =>
+        {
+            using var response = await Host.SendAsync(HttpMethod.Get, "/log/compliance/export", null, Roles.Auditor);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            bundle = await response.Content.ReadAsByteArrayAsync();
+            return AuditBundle.Verify(bundle, key) is { } r && r.EventsChecked == total ? r : null;
+        }, what: "every event in the bundle");
+        Assert.True(result.Valid, string.Join("; ", result.Problems));
+        Assert.True(result.SignatureByTrustedKey);
+
+        using var other = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        Assert.False(AuditBundle.Verify(bundle, other.ExportSubjectPublicKeyInfoPem()).Valid);
+        var changed = (byte[])bundle.Clone();
+        changed[changed.Length / 3] ^= 0x20;
+        Assert.False(AuditBundle.Verify(changed).Valid);
+    }
+
+    [Fact]
+    public async Task The_auditor_cli_proves_exports_and_verifies_offline_and_fails_on_a_changed_bundle()
+    {
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-5", EnergyTerm()), Roles.Admin, HttpStatusCode.Created);
+        await PublishAsync(Filed("inc-f", Start.AddDays(1)));
+        await PublishAsync(Graded("inc-f", 1, "confirmed", "UA", Start.AddDays(1)));
+        await Eventually.True(async () => (await DeterminationsAsync("inc-f", "truce-5")).GetArrayLength() == 1, what: "the determination");
+
+        var url = Host.Client.BaseAddress!.ToString();
+        var token = Host.Token(Roles.Auditor, "US");
+        var dir = Directory.CreateTempSubdirectory("audit-");
+        try
+        {
+            var bundle = Path.Combine(dir.FullName, "compliance.zip");
+            var key = Path.Combine(dir.FullName, "key.pem");
+            await File.WriteAllTextAsync(key, await (await Host.SendAsync(HttpMethod.Get, "/log/public-key", null, Roles.Auditor)).Content.ReadAsStringAsync());
+            string[] remote = ["--url", url, "--token", token, "--log", "compliance"];
+
+            async Task<(int Code, string Output)> Run(params string[] args)
+            {
+                using var output = new StringWriter();
+                var code = await Auditor.Cli.RunAsync(args, output);
+                return (code, output.ToString());
+            }
+
+            var verified = await Run(["verify-log", .. remote]);
+            Assert.True(verified.Code == 0, verified.Output);
+            var size = JsonDocument.Parse(await (await Host.SendAsync(HttpMethod.Get, "/log/compliance/tree-head", null, Roles.Auditor)).Content.ReadAsStringAsync())
+                .RootElement.GetProperty("size").GetInt64();
+            var position = await fixture.CountAsync("SELECT min(position) FROM compliance.events WHERE stream_id = 'truce-5'");
+            var proved = await Run(["prove", .. remote, "--position", position.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            Assert.True(proved.Code == 0, proved.Output);
+            var consistent = await Run(["consistency", .. remote, "1", size.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            Assert.True(consistent.Code == 0, consistent.Output);
+            var exported = await Run(["export", .. remote, "--out", bundle]);
+            Assert.True(exported.Code == 0, exported.Output);
+            var offline = await Run("verify-bundle", bundle, "--public-key", key);
+            Assert.True(offline.Code == 0, offline.Output);
+            Assert.Contains("signed by the trusted key", offline.Output, StringComparison.Ordinal);
+            var replayed = await Run(["replay", .. remote, "--projection", "compliance_daily"]);
+            Assert.True(replayed.Code == 0, replayed.Output);
+
+            // Change one event inside the bundle and re-zip it with a consistent manifest: the event hash check still fails.
+            var forged = Path.Combine(dir.FullName, "forged.zip");
+            File.Copy(bundle, forged);
+            using (var zip = System.IO.Compression.ZipFile.Open(forged, System.IO.Compression.ZipArchiveMode.Update))
+            {
+                var entry = zip.GetEntry("events.jsonl")!;
+                string text;
+                using (var reader = new StreamReader(entry.Open())) text = await reader.ReadToEndAsync();
+                entry.Delete();
+                text = text.Replace("confirmed", "discounted", StringComparison.Ordinal);
+                using (var writer = new StreamWriter(zip.CreateEntry("events.jsonl").Open())) await writer.WriteAsync(text);
+                var manifestEntry = zip.GetEntry("manifest.json")!;
+                System.Text.Json.Nodes.JsonNode manifest;
+                using (var reader = manifestEntry.Open()) manifest = System.Text.Json.Nodes.JsonNode.Parse(reader)!;
+                manifestEntry.Delete();
+                manifest["files"]!["events.jsonl"] = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)));
+                using (var writer = new StreamWriter(zip.CreateEntry("manifest.json").Open())) await writer.WriteAsync(manifest.ToJsonString());
+            }
+            var refused = await Run("verify-bundle", forged, "--public-key", key);
+            Assert.True(refused.Code == 1, refused.Output);
+            Assert.Contains("does not hash to its stored hash", refused.Output, StringComparison.Ordinal);
+            Assert.Equal(2, (await Run("verify-bundle", Path.Combine(dir.FullName, "missing.zip"))).Code);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+return await Verification.Auditor.Cli.RunAsync(args);
