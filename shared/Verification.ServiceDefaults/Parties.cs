@@ -28,3 +28,11 @@ public sealed class PartyDirectory
     public bool IsMediator(string? code) => code is not null && _byCode.TryGetValue(code, out var p) && p.Mediator;
     public PartyInfo? Find(string? code) => code is not null && _byCode.TryGetValue(code, out var p) ? p : null;
 }
+
+public static class ConnectionStrings
+{
+    /// <summary>The module's own database (<c>ConnectionStrings:{name}</c>), or the shared one of the embedded mode (<c>ConnectionStrings:Postgres</c>).</summary>
+    public static string For(IConfiguration configuration, string name) =>
+        configuration.GetConnectionString(name) ?? configuration.GetConnectionString("Postgres")
+        ?? throw new InvalidOperationException($"ConnectionStrings:{name} (or ConnectionStrings:Postgres) is not set");
+}

@@ -19,8 +19,7 @@ public static class ComplianceModule
 
     public static void AddCompliance(this WebApplicationBuilder builder, ServiceDefaultsOptions defaults)
     {
-        var connectionString = builder.Configuration.GetConnectionString(Name) ?? builder.Configuration.GetConnectionString("Postgres")
-            ?? throw new InvalidOperationException($"ConnectionStrings:{Name} (or ConnectionStrings:Postgres) is not set");
+        var connectionString = ConnectionStrings.For(builder.Configuration, Name);
         builder.Services.AddEventStore(Name, connectionString, o =>
         {
             o.Types.Register<AgreementConcluded>("agreement_concluded").Register<TermAdded>("term_added")

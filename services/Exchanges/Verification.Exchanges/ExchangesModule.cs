@@ -1,3 +1,4 @@
+using Verification.ServiceDefaults;
 using Verification.EventStore;
 using Verification.Exchanges.Agreeing;
 using Verification.Exchanges.Checks;
@@ -18,8 +19,7 @@ public static class ExchangesModule
 
     public static void AddExchanges(this WebApplicationBuilder builder)
     {
-        var connectionString = builder.Configuration.GetConnectionString(Name) ?? builder.Configuration.GetConnectionString("Postgres")
-            ?? throw new InvalidOperationException($"ConnectionStrings:{Name} (or ConnectionStrings:Postgres) is not set");
+        var connectionString = ConnectionStrings.For(builder.Configuration, Name);
         builder.Services.AddEventStore(Name, connectionString, o =>
         {
             o.Types.Register<ExchangeAgreed>("exchange_agreed").Register<ListSubmitted>("list_submitted").Register<PersonChecked>("person_checked")

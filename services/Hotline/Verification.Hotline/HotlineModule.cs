@@ -18,8 +18,7 @@ public static class HotlineModule
 
     public static void AddHotline(this WebApplicationBuilder builder, ServiceDefaultsOptions defaults)
     {
-        var connectionString = builder.Configuration.GetConnectionString(Name) ?? builder.Configuration.GetConnectionString("Postgres")
-            ?? throw new InvalidOperationException($"ConnectionStrings:{Name} (or ConnectionStrings:Postgres) is not set");
+        var connectionString = ConnectionStrings.For(builder.Configuration, Name);
         builder.Services.AddEventStore(Name, connectionString, o =>
         {
             o.Types.Register<AlertRaised>("alert_raised").Register<AlertAcknowledged>("alert_acknowledged").Register<AlertObjected>("alert_objected")

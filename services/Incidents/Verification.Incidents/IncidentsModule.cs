@@ -1,3 +1,4 @@
+using Verification.ServiceDefaults;
 using Verification.EventStore;
 using Verification.Incidents.Disputes;
 using Verification.Incidents.Domain;
@@ -18,8 +19,7 @@ public static class IncidentsModule
 
     public static void AddIncidents(this WebApplicationBuilder builder)
     {
-        var connectionString = builder.Configuration.GetConnectionString(Name) ?? builder.Configuration.GetConnectionString("Postgres")
-            ?? throw new InvalidOperationException($"ConnectionStrings:{Name} (or ConnectionStrings:Postgres) is not set");
+        var connectionString = ConnectionStrings.For(builder.Configuration, Name);
         builder.Services.AddEventStore(Name, connectionString, o =>
         {
             o.Types.Register<IncidentFiled>("incident_filed").Register<SourceReported>("source_reported")

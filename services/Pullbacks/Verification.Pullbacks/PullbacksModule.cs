@@ -1,3 +1,4 @@
+using Verification.ServiceDefaults;
 using Verification.EventStore;
 using Verification.Pullbacks.Committing;
 using Verification.Pullbacks.Deciding;
@@ -15,8 +16,7 @@ public static class PullbacksModule
 
     public static void AddPullbacks(this WebApplicationBuilder builder)
     {
-        var connectionString = builder.Configuration.GetConnectionString(Name) ?? builder.Configuration.GetConnectionString("Postgres")
-            ?? throw new InvalidOperationException($"ConnectionStrings:{Name} (or ConnectionStrings:Postgres) is not set");
+        var connectionString = ConnectionStrings.For(builder.Configuration, Name);
         builder.Services.AddEventStore(Name, connectionString, o =>
         {
             o.Types.Register<PullbackCommitted>("pullback_committed").Register<ObservationRecorded>("observation_recorded")
