@@ -45,13 +45,14 @@ start_postgres() {
   PG_URL="Host=127.0.0.1;Port=$port;Username=postgres;Database=postgres"
 }
 
+# start_rabbitmq DIR [NODE]: a broker with its data in DIR/rabbit; a fixed NODE name keeps its queues between runs.
 start_rabbitmq() {
   local dir=$1/rabbit port dist
   mkdir -p "$dir/mnesia" "$dir/log"
   echo '[].' >"$dir/enabled_plugins"
   [ "$(id -u)" = 0 ] && chown -R rabbitmq:rabbitmq "$dir"
   port=$(free_port); dist=$(free_port)
-  RABBIT_NODE="vr$$x$RANDOM@localhost"
+  RABBIT_NODE=${2:-"vr$$x$RANDOM@localhost"}
   RABBITMQ_NODENAME=$RABBIT_NODE RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port \
   RABBITMQ_DIST_PORT=$dist RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log \
   RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins ERL_EPMD_ADDRESS=127.0.0.1 \

@@ -12,7 +12,7 @@ var configuration = new ConfigurationBuilder()
     .AddInMemoryCollection(new Dictionary<string, string?> { ["Auth:DevMode"] = "true" })
     .AddEnvironmentVariables()
     .Build();
-var party = args.Length > 1 ? args[1] : null;
+var party = args.Length > 1 && args[1].Length > 0 ? args[1] : null;   // "" names no party, to give a subject
 var subject = args.Length > 2 ? args[2] : $"{args[0]}-{party ?? "mission"}".ToLowerInvariant();
 Console.WriteLine(AuthSettings.From(configuration).CreateToken(subject, args[0], party));
 return 0;
