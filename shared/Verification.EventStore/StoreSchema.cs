@@ -13,6 +13,8 @@ internal static class StoreSchema
             created_at  timestamptz NOT NULL DEFAULT now(),
             archived    boolean NOT NULL DEFAULT false
         );
+        -- Stores made before the stream_heads view kept a version on this row; it now comes from the events alone.
+        ALTER TABLE {{s}}.streams DROP COLUMN IF EXISTS version, DROP COLUMN IF EXISTS updated_at;
 
         CREATE TABLE IF NOT EXISTS {{s}}.events (
             position        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
