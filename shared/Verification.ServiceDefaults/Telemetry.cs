@@ -33,8 +33,16 @@ public static class Telemetry
             .AddMeter("MassTransit", "Npgsql", "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", Name);
         if (!string.IsNullOrWhiteSpace(endpoint))
         {
-            tracing.AddOtlpExporter(o => o.Endpoint = new Uri(endpoint));
-            metrics.AddOtlpExporter(o => o.Endpoint = new Uri(endpoint));
+            // gRPC (default, port 4317) or http/protobuf (4318), whose signals each have their own path.
+            var http = (builder.Configuration["Telemetry:OtlpProtocol"] ?? builder.Configuration["OTEL_EXPORTER_OTLP_PROTOCOL"]) switch
+            {
+                null or "" or "grpc" => false,
+                "http/protobuf" => true,
+                var other => throw new InvalidOperationException($"Telemetry:OtlpProtocol '{other}' is unknown: use grpc or http/protobuf."),
+            };
+            var root = endpoint.TrimEnd('/');
+            tracing.AddOtlpExporter(o => (o.Endpoint, o.Protocol) = http ? (new Uri(root + "/v1/traces"), OtlpExportProtocol.HttpProtobuf) : (new Uri(endpoint), OtlpExportProtocol.Grpc));
+            metrics.AddOtlpExporter(o => (o.Endpoint, o.Protocol) = http ? (new Uri(root + "/v1/metrics"), OtlpExportProtocol.HttpProtobuf) : (new Uri(endpoint), OtlpExportProtocol.Grpc));
         }
         builder.Services.AddSingleton(new TelemetryProviders(tracing.Build(), metrics.Build()));
         builder.Services.AddHostedService(sp => sp.GetRequiredService<TelemetryProviders>());
