@@ -247,8 +247,13 @@ public static class VerifiableLog
     public static async Task<TreeHead> SignTreeHeadAsync(this EventStore store, ECDsa key, DateTimeOffset now, CancellationToken cancellationToken = default)
     {
         var (leaves, _) = await store.LeavesAsync(cancellationToken: cancellationToken);
+        return Sign(store.Schema, leaves, key, now);
+    }
+
+    public static TreeHead Sign(string log, IReadOnlyList<byte[]> leaves, ECDsa key, DateTimeOffset now)
+    {
         var root = Convert.ToHexStringLower(Merkle.Root(leaves));
-        var signature = key.SignData(TreeHead.Payload(store.Schema, leaves.Count, root, now), HashAlgorithmName.SHA256);
-        return new TreeHead(store.Schema, leaves.Count, root, now, Convert.ToHexStringLower(signature));
+        var signature = key.SignData(TreeHead.Payload(log, leaves.Count, root, now), HashAlgorithmName.SHA256);
+        return new TreeHead(log, leaves.Count, root, now, Convert.ToHexStringLower(signature));
     }
 }

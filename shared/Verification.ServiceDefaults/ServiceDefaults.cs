@@ -48,6 +48,8 @@ public static class ServiceDefaultsExtensions
         services.AddSingleton(TimeProvider.System);
         services.AddSingleton<PartyDirectory>();
         services.AddSingleton<LogSigner>();
+        services.AddSingleton<VerifiableLogs>();
+        services.AddHostedService<TreeHeadPublisher>();
 
         foreach (var module in options.Modules) module(builder);
         builder.AddTelemetry(options);

@@ -35,6 +35,7 @@ public static class VerifiableLogApi
 {
     public static WebApplication MapVerifiableLog(this WebApplication app, params string[] logs)
     {
+        app.Services.GetRequiredService<VerifiableLogs>().Names.AddRange(logs);
         var group = app.MapGroup("/log").RequireAuthorization().WithTags("Verifiable log");
         group.MapGet("/public-key", (LogSigner signer) => TypedResults.Text(signer.PublicKeyPem, "application/x-pem-file"));
         group.MapGet("/{log}/tree-head", async (string log, HttpContext http, LogSigner signer, TimeProvider clock) =>

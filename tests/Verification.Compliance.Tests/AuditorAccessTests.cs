@@ -11,15 +11,18 @@ using Verification.Testing;
 namespace Verification.Compliance.Tests;
 
 /// <summary>Every service composed in one host (the embedded mode), on one real database and the in-memory bus.</summary>
-public sealed class EverythingHost : IAsyncLifetime
+public class EverythingHost : IAsyncLifetime
 {
+    /// <summary>Tree heads are not published here: tests count every appended event.</summary>
+    protected virtual IEnumerable<KeyValuePair<string, string?>> Settings => [new("Log:PublishInterval", "0")];
+
     public PostgresDatabaseFixture Postgres { get; } = new();
     public ServiceHost Host { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         await Postgres.InitializeAsync();
-        Host = await ServiceHost.StartAsync("verification", new Dictionary<string, string?> { ["ConnectionStrings:Postgres"] = Postgres.ConnectionString }, null, a =>
+        Host = await ServiceHost.StartAsync("verification", new Dictionary<string, string?>(Settings) { ["ConnectionStrings:Postgres"] = Postgres.ConnectionString }, null, a =>
         {
             a.MapIncidentsApi();
             a.MapHotlineApi();
@@ -83,5 +86,51 @@ public sealed class AuditorAccessTests(EverythingHost fixture) : IClassFixture<E
             total += (long)(await command.ExecuteScalarAsync())!;
         }
         return total;
+    }
+}
+
+/// <summary>Tree heads published every 200 ms.</summary>
+public sealed class PublishingHost : EverythingHost
+{
+    protected override IEnumerable<KeyValuePair<string, string?>> Settings => [new("Log:PublishInterval", "00:00:00.2")];
+}
+
+public sealed class TreeHeadCollectionTests(PublishingHost fixture) : IClassFixture<PublishingHost>
+{
+    private async Task<List<System.Text.Json.JsonElement>> CollectedAsync(string log)
+    {
+        using var response = await fixture.Host.SendAsync(HttpMethod.Get, $"/compliance/tree-heads/{log}", null, Roles.Auditor, "US");
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+        return [.. System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.EnumerateArray()];
+    }
+
+    [Fact]
+    public async Task Every_service_publishes_its_signed_tree_head_and_the_compliance_service_keeps_it_with_consistency_proofs()
+    {
+        foreach (var log in new[] { "incidents", "hotline", "exchanges", "pullbacks" })
+        {
+            var heads = await Eventually.Get(async () => await CollectedAsync(log) is { Count: > 0 } h ? h : null, what: $"a collected tree head of the {log} log");
+            Assert.All(heads, h => Assert.True(h.TryGetProperty("signature", out _), h.ToString()));   // collected, none refused
+            Assert.All(heads, h => Assert.Equal(log, h.GetProperty("log").GetString()));
+        }
+        Assert.Empty(await CollectedAsync("compliance"));   // its own heads would grow its own log at every interval
+
+        // The incidents log grows twice: the head after the second incident proves it extends the one after the first.
+        long largest = 0;
+        for (var i = 0; i < 2; i++)
+        {
+            using var filed = await fixture.Host.SendAsync(HttpMethod.Post, "/incidents", new
+            {
+                occurredFrom = DateTimeOffset.UtcNow.AddHours(-1), occurredPrecision = "exact", category = "droneStrike",
+                location = new { latitude = 49.99, longitude = 36.23, region = "Kharkiv", precision = "exact" }, targetTypes = new[] { "energySubstation" }, narrative = "Drone strike",
+            }, Roles.Monitor);
+            Assert.Equal(System.Net.HttpStatusCode.Created, filed.StatusCode);
+            var previous = largest;
+            largest = await Eventually.Get(async () => (await CollectedAsync("incidents")).Select(h => h.GetProperty("size").GetInt64()).DefaultIfEmpty().Max() is var m && m > previous ? m : (long?)null,
+                what: $"an incidents head larger than {previous}");
+        }
+        var proven = (await CollectedAsync("incidents")).Single(h => h.GetProperty("size").GetInt64() == largest);
+        Assert.True(proven.TryGetProperty("signature", out _), proven.ToString());
+        Assert.True(proven.GetProperty("provenFromSize").GetInt64() > 0, proven.ToString());
     }
 }

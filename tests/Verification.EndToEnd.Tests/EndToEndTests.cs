@@ -15,7 +15,7 @@ public sealed class Services : DistributedSystem
     protected override IDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["Hotline:Deadlines:critical"] = "00:00:20", ["Hotline:Deadlines:high"] = "00:00:20", ["Hotline:Deadlines:routine"] = "00:00:20",
-        ["Hotline:Deadlines:preNotification"] = "00:05:00",
+        ["Hotline:Deadlines:preNotification"] = "00:05:00", ["Log:PublishInterval"] = "00:00:01",
     };
 
     private readonly AuthSettings _auth = AuthSettings.From(new ConfigurationBuilder()
@@ -67,6 +67,20 @@ public sealed class EndToEndTests(Services system) : IClassFixture<Services>
             var code = await Auditor.Cli.RunAsync(["verify-log", "--url", system.Endpoints[service].ToString(), "--token", system.Token(Roles.Auditor, "US", "auditor-e2e"),
                 "--log", service], cliOutput);
             Assert.True(code == 0, $"{service}: {cliOutput}");
+        }
+
+        // Each service published its signed tree head over RabbitMQ; the compliance service kept them, none refused.
+        using var http = new HttpClient();
+        foreach (var service in DistributedSystem.ServiceNames.Where(s => s != "compliance"))
+        {
+            var heads = await Eventually.Get(async () =>
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(system.Endpoints["compliance"], $"/compliance/tree-heads/{service}"));
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", system.Token(Roles.Auditor, "US", "auditor-e2e"));
+                using var response = await http.SendAsync(request);
+                return JsonNode.Parse(await response.Content.ReadAsStringAsync())!.AsArray() is { Count: > 0 } found ? found : null;
+            }, TimeSpan.FromSeconds(30), $"a collected tree head of {service}");
+            Assert.All(heads, h => Assert.NotNull(h!["signature"]));
         }
     }
 

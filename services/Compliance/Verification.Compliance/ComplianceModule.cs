@@ -3,6 +3,7 @@ using Verification.Compliance.Domain;
 using Verification.Compliance.Facts;
 using Verification.Compliance.History;
 using Verification.Compliance.Reports;
+using Verification.Compliance.TreeHeads;
 using Verification.EventStore;
 using Verification.ServiceDefaults;
 using Contract = Verification.Contracts;
@@ -24,6 +25,7 @@ public static class ComplianceModule
         {
             o.Types.Register<AgreementConcluded>("agreement_concluded").Register<TermAdded>("term_added")
                 .Register<TermEvaluated>("term_evaluated").Register<DailyReportIssued>("daily_report_issued")
+                .Register<TreeHeadCollected>("tree_head_collected").Register<TreeHeadRefused>("tree_head_refused")
                 // The other services' messages, kept as received: the inputs of every determination.
                 .Register<Contract.IncidentFiled>("fact.incidents.incident_filed.v1").Register<Contract.IncidentGraded>("fact.incidents.incident_graded.v1")
                 .Register<Contract.IncidentRetracted>("fact.incidents.incident_retracted.v1")
@@ -42,7 +44,11 @@ public static class ComplianceModule
             o.AsyncProjections.Add(ComplianceHistory.View());
             o.ApplicationRole = builder.Configuration["Compliance:ApplicationRole"];
         });
-        defaults.Bus.Add(bus => bus.AddConsumer<FactsConsumer>());
+        defaults.Bus.Add(bus =>
+        {
+            bus.AddConsumer<FactsConsumer>();
+            bus.AddConsumer<TreeHeadConsumer>();
+        });
     }
 
     public static WebApplication MapComplianceApi(this WebApplication app)
@@ -50,7 +56,9 @@ public static class ComplianceModule
         var agreements = app.MapGroup("/agreements").RequireAuthorization().WithTags("Agreements");
         Concluding.Map(agreements);
         DailyReports.Map(agreements);
-        ComplianceHistory.Map(app.MapGroup("/compliance").RequireAuthorization().WithTags("Compliance"));
+        var compliance = app.MapGroup("/compliance").RequireAuthorization().WithTags("Compliance");
+        ComplianceHistory.Map(compliance);
+        CollectTreeHeads.Map(compliance);
         return app;
     }
 }
