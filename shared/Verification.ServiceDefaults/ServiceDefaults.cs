@@ -72,12 +72,13 @@ public static class ServiceDefaultsExtensions
         return builder;
     }
 
-    /// <summary>The JSON rules of every API: camelCase, enums as strings, unknown properties rejected.</summary>
+    /// <summary>The JSON rules of every API: camelCase, enums as strings, numbers as numbers, unknown properties rejected.</summary>
     public static void ConfigureJson(JsonSerializerOptions json)
     {
         json.PropertyNamingPolicy = JsonNamingPolicy.CamelCase;
         json.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false));
         json.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+        json.NumberHandling = JsonNumberHandling.Strict;   // the web defaults read "12" as 12: a type error here
         json.RespectRequiredConstructorParameters = true;
         json.RespectNullableAnnotations = true;
         json.MaxDepth = 32;
