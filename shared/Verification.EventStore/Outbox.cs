@@ -70,31 +70,51 @@ public static class Outbox
             context.CorrelationId = correlation;
         }, ct), cancellationToken, limit);
 
-    /// <summary>The relay's loop body with the publish step given: (message, message id, correlation id).</summary>
+    /// <summary>
+    /// The relay's loop body with the publish step given: (message, message id, correlation id). Streams are published
+    /// side by side (their confirms overlap), each stream's messages one after another in order; one UPDATE marks the
+    /// batch. A failure marks what was published and rethrows: the rest goes out, in order, next time.
+    /// </summary>
     public static async Task<int> PublishPendingAsync(this EventStore store, Func<object, Guid, Guid?, CancellationToken, Task> publish,
         CancellationToken cancellationToken = default, int limit = 200)
     {
-        var pending = new List<(long Position, Guid Id, string Type, string Message, string Headers)>();
+        var pending = new List<(long Position, Guid Id, string? Stream, string Type, string Message, string Headers)>();
         await using (var read = store.DataSource.CreateCommand(
-            $"SELECT position, message_id, message_type, message::text, headers::text FROM {store.Schema}.outbox WHERE sent_at IS NULL ORDER BY position LIMIT @limit"))
+            $"SELECT position, message_id, stream_id, message_type, message::text, headers::text FROM {store.Schema}.outbox WHERE sent_at IS NULL ORDER BY position LIMIT @limit"))
         {
             read.Parameters.AddWithValue("limit", limit);
             await using var reader = await read.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
-                pending.Add((reader.GetInt64(0), reader.GetGuid(1), reader.GetString(2), reader.GetString(3), reader.GetString(4)));
+                pending.Add((reader.GetInt64(0), reader.GetGuid(1), reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetString(3), reader.GetString(4), reader.GetString(5)));
         }
-        foreach (var (position, id, type, json, headersJson) in pending)
+        if (pending.Count == 0) return 0;
+        var sent = new System.Collections.Concurrent.ConcurrentBag<long>();
+        var streams = pending.GroupBy(p => p.Stream ?? p.Id.ToString()).Select(async group =>
         {
-            var headers = JsonSerializer.Deserialize<Dictionary<string, string?>>(headersJson, EventTypes.Json) ?? [];
-            var message = store.Types.Deserialize(type, json);
-            // The publish joins the trace of the request that wrote the message.
-            using (OutboxRelay.StartPublishActivity(headers.GetValueOrDefault("traceparent"), type))
+            foreach (var (position, id, _, type, json, headersJson) in group)
             {
-                await publish(message, id, Guid.TryParse(headers.GetValueOrDefault("correlationId"), out var correlation) ? correlation : null, cancellationToken);
+                var headers = JsonSerializer.Deserialize<Dictionary<string, string?>>(headersJson, EventTypes.Json) ?? [];
+                var message = store.Types.Deserialize(type, json);
+                // The publish joins the trace of the request that wrote the message.
+                using (OutboxRelay.StartPublishActivity(headers.GetValueOrDefault("traceparent"), type))
+                {
+                    await publish(message, id, Guid.TryParse(headers.GetValueOrDefault("correlationId"), out var correlation) ? correlation : null, cancellationToken);
+                }
+                sent.Add(position);
             }
-            await using var mark = store.DataSource.CreateCommand($"UPDATE {store.Schema}.outbox SET sent_at = now() WHERE position = @position");
-            mark.Parameters.AddWithValue("position", position);
-            await mark.ExecuteNonQueryAsync(cancellationToken);
+        }).ToList();
+        try
+        {
+            await Task.WhenAll(streams);
+        }
+        finally
+        {
+            if (!sent.IsEmpty)
+            {
+                await using var mark = store.DataSource.CreateCommand($"UPDATE {store.Schema}.outbox SET sent_at = now() WHERE position = ANY(@positions)");
+                mark.Parameters.AddWithValue("positions", sent.ToArray());
+                await mark.ExecuteNonQueryAsync(CancellationToken.None);
+            }
         }
         return pending.Count;
     }
