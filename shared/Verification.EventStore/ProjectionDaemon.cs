@@ -5,8 +5,8 @@ using Npgsql;
 
 namespace Verification.EventStore;
 
-/// <summary>A projection's place in the log, and how far a rebuild beside it has come.</summary>
-public sealed record ProjectionStatus(string Name, int Generation, bool Live, LogPosition Checkpoint, long Processed, LogPosition Head)
+/// <summary>A projection's place in the log, and how far a rebuild beside it has come. A live inline projection is at the head by construction.</summary>
+public sealed record ProjectionStatus(string Name, int Generation, bool Live, LogPosition Checkpoint, long Processed, LogPosition Head, bool Inline = false)
 {
     public bool CaughtUp => Checkpoint == Head;
 }

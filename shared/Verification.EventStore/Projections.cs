@@ -28,12 +28,15 @@ public static class Projections
         await using var command = store.DataSource.CreateCommand(
             $"SELECT generation, live, last_xid::text, last_position, processed FROM {store.Schema}.projections WHERE name = @name ORDER BY generation");
         command.Parameters.AddWithValue("name", projection);
+        var inline = store.Options.InlineProjections.Any(p => p.Name == projection);
         var status = new List<ProjectionStatus>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken))
         {
-            status.Add(new ProjectionStatus(projection, reader.GetInt32(0), reader.GetBoolean(1),
-                new LogPosition(ulong.Parse(reader.GetString(2), CultureInfo.InvariantCulture), reader.GetInt64(3)), reader.GetInt64(4), head));
+            var live = reader.GetBoolean(1);
+            // An inline projection's live generation is written with the events; its stored checkpoint is where its last rebuild ended.
+            var checkpoint = inline && live ? head : new LogPosition(ulong.Parse(reader.GetString(2), CultureInfo.InvariantCulture), reader.GetInt64(3));
+            status.Add(new ProjectionStatus(projection, reader.GetInt32(0), live, checkpoint, reader.GetInt64(4), head, inline));
         }
         return status;
     }
