@@ -10,7 +10,13 @@ public sealed class PostgresServer
 {
     public const string Variable = "VERIFICATION_TEST_POSTGRES";
     private static readonly Lazy<PostgresServer> Shared = new(Start, LazyThreadSafetyMode.ExecutionAndPublication);
-    private PostgresServer(string connectionString) => ConnectionString = connectionString;
+    private readonly string? _directory;
+
+    private PostgresServer(string connectionString, string? directory = null)
+    {
+        ConnectionString = connectionString;
+        _directory = directory;
+    }
 
     /// <summary>Connection string of a superuser on the server's maintenance database.</summary>
     public string ConnectionString { get; }
@@ -43,11 +49,25 @@ public sealed class PostgresServer
     private static string Sanitize(string prefix) =>
         new string(prefix.ToLowerInvariant().Where(c => char.IsAsciiLetterOrDigit(c) || c == '_').ToArray()) is { Length: > 0 } s ? s[..Math.Min(s.Length, 24)] : "t";
 
+    /// <summary>
+    /// A fast restart (clean shutdown, then start on the same port) of a server this process started, for fault injection;
+    /// connections are cut and clients reconnect.
+    /// </summary>
+    public void Restart()
+    {
+        if (_directory is null) throw new InvalidOperationException($"only a private server can be restarted, not the one {Variable} names");
+        ServerProcess.RunAs("postgres", "pg_ctl", $"-D {_directory}/data -l {_directory}/server.log -m fast -w restart", TimeSpan.FromSeconds(60));
+    }
+
     private static PostgresServer Start()
     {
         var configured = Environment.GetEnvironmentVariable(Variable);
-        if (!string.IsNullOrWhiteSpace(configured)) return new PostgresServer(configured);
+        return string.IsNullOrWhiteSpace(configured) ? StartPrivate() : new PostgresServer(configured);
+    }
 
+    /// <summary>A server of this process alone (whatever <see cref="Variable"/> says), e.g. one a test may restart.</summary>
+    public static PostgresServer StartPrivate()
+    {
         ServerProcess.CleanStale("pg", dir => ServerProcess.RunAs("postgres", "pg_ctl", $"-D {dir}/data -m immediate -w stop"));
         var dir = ServerProcess.NewServerDirectory("pg");
         var data = Path.Combine(dir, "data");
@@ -70,7 +90,7 @@ public sealed class PostgresServer
         }
         var stop = ServerProcess.IsRoot ? $"runuser -u postgres -- pg_ctl -D {data} -m immediate -w stop" : $"pg_ctl -D {data} -m immediate -w stop";
         ServerProcess.StopWhenThisProcessExits(dir, stop);
-        return new PostgresServer($"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres;Pooling=false");
+        return new PostgresServer($"Host=127.0.0.1;Port={port};Username=postgres;Database=postgres;Pooling=false", dir);
     }
 }
 

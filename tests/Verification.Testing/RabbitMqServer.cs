@@ -42,12 +42,27 @@ public sealed class RabbitMqServer
         ServerProcess.Run("rabbitmqctl", $"-n {Node} delete_vhost {name}");
     }
 
-    private static async Task<RabbitMqServer> StartAsync()
+    /// <summary>Stops the broker application (every connection dropped, the node stays up), for fault injection.</summary>
+    public void StopApp() => ServerProcess.RunChecked("rabbitmqctl", $"-n {Node ?? throw new InvalidOperationException($"{NodeVariable} is not set")} stop_app", timeout: TimeSpan.FromSeconds(60));
+
+    /// <summary>Starts the broker application again and waits until it accepts connections.</summary>
+    public async Task StartAppAsync()
+    {
+        ServerProcess.RunChecked("rabbitmqctl", $"-n {Node ?? throw new InvalidOperationException($"{NodeVariable} is not set")} start_app", timeout: TimeSpan.FromSeconds(60));
+        await ServerProcess.WaitForPortAsync(Amqp.Port, TimeSpan.FromSeconds(60), () => "(rabbitmqctl start_app returned)");
+    }
+
+    private static Task<RabbitMqServer> StartAsync()
     {
         var configured = Environment.GetEnvironmentVariable(Variable);
-        if (!string.IsNullOrWhiteSpace(configured))
-            return new RabbitMqServer(new Uri(configured), Environment.GetEnvironmentVariable(NodeVariable));
+        return string.IsNullOrWhiteSpace(configured)
+            ? StartPrivateAsync()
+            : Task.FromResult(new RabbitMqServer(new Uri(configured), Environment.GetEnvironmentVariable(NodeVariable)));
+    }
 
+    /// <summary>A node of this process alone (whatever <see cref="Variable"/> says), e.g. one a test may stop and start.</summary>
+    public static async Task<RabbitMqServer> StartPrivateAsync()
+    {
         ServerProcess.CleanStale("rmq", dir => ServerProcess.Run("rabbitmqctl", $"-n {File.ReadAllText(Path.Combine(dir, "node"))} stop", timeout: TimeSpan.FromSeconds(20)));
         var dir = ServerProcess.NewServerDirectory("rmq");
         var node = $"vt{Environment.ProcessId}x{Guid.NewGuid().ToString("N")[..6]}@localhost";
