@@ -75,6 +75,8 @@ public sealed class ServiceHost : IAsyncDisposable
             ["Parties:0:Code"] = "UA", ["Parties:0:Name"] = "Ukraine", ["Parties:0:Language"] = "uk",
             ["Parties:1:Code"] = "RU", ["Parties:1:Name"] = "Russia", ["Parties:1:Language"] = "ru",
             ["Mediators:0:Code"] = "US", ["Mediators:0:Name"] = "United States", ["Mediators:0:Language"] = "en",
+            // Tests count appended events: daily reports are issued on request unless a test turns the worker on.
+            ["Compliance:DailyReportCheck"] = "0",
         });
         builder.Configuration.AddInMemoryCollection(settings);
         builder.Services.AddSingleton<MessageLog>();

@@ -44,6 +44,7 @@ public static class ComplianceModule
             o.AsyncProjections.Add(ComplianceHistory.View());
             o.ApplicationRole = builder.Configuration["Compliance:ApplicationRole"];
         });
+        builder.Services.AddHostedService<DailyReportWorker>();
         defaults.Bus.Add(bus =>
         {
             bus.AddConsumer<FactsConsumer>();

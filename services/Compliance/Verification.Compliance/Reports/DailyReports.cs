@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Mvc;
 using Verification.Compliance.Agreements;
 using Verification.Compliance.Domain;
+using Verification.Compliance.Facts;
 using Verification.Compliance.History;
 using Verification.EventStore;
 using Verification.ServiceDefaults;
@@ -47,19 +48,10 @@ public static class DailyReports
             IConfiguration configuration, TimeProvider clock) =>
         {
             await Concluding.LoadAsync(store, id, http.RequestAborted);
-            var now = clock.GetUtcNow();
-            var cutoffAfterDay = configuration.GetValue("Compliance:DailyReportCutoff", TimeSpan.FromHours(6));
-            var issued = await IssuedAsync(store, id, r.Day, http.RequestAborted);
-            var dayStart = new DateTimeOffset(r.Day.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
-            var cutoff = dayStart.AddDays(1) + cutoffAfterDay;
-            var lastMoment = dayStart.AddDays(1).AddTicks(-1);
-            var atCutoff = now >= cutoff ? await ComplianceHistory.AsOfAsync(store, cutoff, lastMoment, dayStart, id, null, http.RequestAborted) : [];
-            var current = issued.Count > 0 ? await ComplianceHistory.AsOfAsync(store, now, lastMoment, dayStart, id, null, http.RequestAborted) : [];
-            var report = Decide(id, r.Day, cutoffAfterDay, issued, atCutoff, current, now);
-            if (report is null) return Results.Ok(new DailyReport(issued[^1], [.. issued.Select(i => i.Version)]));
             var actor = Actor.From(http.User);
-            await store.OpenSession(new EventMetadata { ActorSub = actor.Subject, ActorRole = actor.Role, ActorParty = actor.Party })
-                .Append(StreamId(id, r.Day), "daily_report", issued.Count, report).SaveChangesAsync(http.RequestAborted);
+            var (report, issued) = await IssueAsync(store, id, r.Day, CutoffAfterDay(configuration), clock.GetUtcNow(),
+                new EventMetadata { ActorSub = actor.Subject, ActorRole = actor.Role, ActorParty = actor.Party }, http.RequestAborted);
+            if (report is null) return Results.Ok(new DailyReport(issued[^1], [.. issued.Select(i => i.Version)]));
             return Results.Created($"/agreements/{id}/daily-reports/{r.Day:yyyy-MM-dd}?version={report.Version}",
                 new DailyReport(report, [.. issued.Select(i => i.Version), report.Version]));
         }).RequireAuthorization(p => p.RequireRole(Roles.Admin, Roles.Verifier));
@@ -75,6 +67,97 @@ public static class DailyReports
         });
     }
 
+    public static TimeSpan CutoffAfterDay(IConfiguration configuration) => configuration.GetValue("Compliance:DailyReportCutoff", TimeSpan.FromHours(6));
+
+    /// <summary>Issues the day's report (version 1 at the cut-off, a new version when corrections changed it); null when nothing changed.</summary>
+    public static async Task<(DailyReportIssued? Report, IReadOnlyList<DailyReportIssued> Before)> IssueAsync(EventStore.EventStore store, string id, DateOnly day,
+        TimeSpan cutoffAfterDay, DateTimeOffset now, EventMetadata metadata, CancellationToken cancellationToken)
+    {
+        var issued = await IssuedAsync(store, id, day, cancellationToken);
+        var dayStart = new DateTimeOffset(day.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);
+        var cutoff = dayStart.AddDays(1) + cutoffAfterDay;
+        var lastMoment = dayStart.AddDays(1).AddTicks(-1);
+        var atCutoff = now >= cutoff ? await ComplianceHistory.AsOfAsync(store, cutoff, lastMoment, dayStart, id, null, cancellationToken) : [];
+        var current = issued.Count > 0 ? await ComplianceHistory.AsOfAsync(store, now, lastMoment, dayStart, id, null, cancellationToken) : [];
+        var report = Decide(id, day, cutoffAfterDay, issued, atCutoff, current, now);
+        if (report is not null)
+            await store.OpenSession(metadata).Append(StreamId(id, day), "daily_report", issued.Count, report).SaveChangesAsync(cancellationToken);
+        return (report, issued);
+    }
+
     private static async Task<IReadOnlyList<DailyReportIssued>> IssuedAsync(EventStore.EventStore store, string id, DateOnly day, CancellationToken cancellationToken) =>
         [.. (await store.ReadStreamAsync(StreamId(id, day), cancellationToken: cancellationToken)).Select(e => (DailyReportIssued)e.Data)];
+}
+
+/// <summary>
+/// Freezes each agreement's daily report when its cut-off passes, without anyone asking, as a monitoring mission
+/// issues its report every day: version 1 of every day in the agreement's terms (the last 31 days at most, to catch up
+/// after downtime) once its cut-off has passed. One instance issues (advisory lock); a report issued on request
+/// first is left alone. <c>Compliance:DailyReportCheck</c> (default one minute; 0 turns it off) is how often it looks.
+/// </summary>
+public sealed partial class DailyReportWorker([FromKeyedServices(ComplianceModule.Name)] EventStore.EventStore store, IConfiguration configuration,
+    TimeProvider clock, ILogger<DailyReportWorker> logger) : BackgroundService
+{
+    private readonly HashSet<string> _issued = [];
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var every = configuration.GetValue("Compliance:DailyReportCheck", TimeSpan.FromMinutes(1));
+        if (every <= TimeSpan.Zero) return;
+        using var timer = new PeriodicTimer(every, clock);
+        do
+        {
+            try
+            {
+                await using var lease = await Lease.TryAcquireAsync(store, "daily-reports", stoppingToken);
+                if (lease is not null) await IssueDueAsync(stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                LogFailed(logger, e);
+            }
+        }
+        while (await timer.WaitForNextTickAsync(stoppingToken));
+    }
+
+    private async Task IssueDueAsync(CancellationToken cancellationToken)
+    {
+        var cutoffAfterDay = DailyReports.CutoffAfterDay(configuration);
+        var now = clock.GetUtcNow();
+        // The last day whose cut-off (its end plus the offset) has passed.
+        var lastDue = DateOnly.FromDateTime((now - cutoffAfterDay - TimeSpan.FromDays(1)).UtcDateTime);
+        foreach (var agreement in await Judging.AgreementsAsync(store, cancellationToken))
+        {
+            if (agreement.Terms.Count == 0) continue;
+            var first = DateOnly.FromDateTime(agreement.Terms.Min(t => t.From).UtcDateTime);
+            var last = agreement.Terms.All(t => t.To is not null) ? DateOnly.FromDateTime(agreement.Terms.Max(t => t.To!.Value).UtcDateTime) : lastDue;
+            if (last > lastDue) last = lastDue;
+            if (first < lastDue.AddDays(-30)) first = lastDue.AddDays(-30);
+            for (var day = first; day <= last; day = day.AddDays(1))
+            {
+                var stream = DailyReports.StreamId(agreement.AgreementId, day);
+                if (_issued.Contains(stream)) continue;
+                if ((await store.ReadStreamAsync(stream, cancellationToken: cancellationToken)).Count == 0)
+                {
+                    try
+                    {
+                        await DailyReports.IssueAsync(store, agreement.AgreementId, day, cutoffAfterDay, now,
+                            new EventMetadata { ActorSub = "compliance", ActorRole = "system" }, cancellationToken);
+                    }
+                    catch (Verification.EventStore.ConcurrencyException)
+                    {
+                        // issued on request at the same moment: that one stands
+                    }
+                }
+                _issued.Add(stream);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Daily report worker failed; trying again at the next check")]
+    private static partial void LogFailed(ILogger logger, Exception exception);
 }

@@ -1,0 +1,54 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using Verification.ServiceDefaults;
+using Verification.Testing;
+
+namespace Verification.Compliance.Tests;
+
+/// <summary>The compliance service with its daily report worker looking every 200 ms.</summary>
+public sealed class ReportingHost : ServiceFixture
+{
+    protected override Task<ServiceHost> StartAsync(IDictionary<string, string?> settings)
+    {
+        settings["Compliance:DailyReportCheck"] = "00:00:00.2";
+        return ServiceHost.StartAsync(ComplianceModule.Name, settings, null, a => a.MapComplianceApi(), configure: o => o.Modules.Add(b => b.AddCompliance(o)));
+    }
+}
+
+public sealed class DailyReportWorkerTests(ReportingHost fixture) : IClassFixture<ReportingHost>
+{
+    private static string Day(DateTimeOffset at) => DateOnly.FromDateTime(at.UtcDateTime).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+
+    [Fact]
+    public async Task Each_day_past_its_cut_off_gets_version_one_without_anyone_asking_and_today_does_not()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var from = now.Date.AddDays(-3);
+        using (var concluded = await fixture.Host.SendAsync(HttpMethod.Post, "/agreements", new
+        {
+            agreementId = "truce-auto", title = "Energy truce", parties = new[] { "UA", "RU" }, mediator = "US",
+            terms = new[] { new { termId = "energy", kind = "noStrikes", title = "No strikes on energy infrastructure", partiesBound = new[] { "UA", "RU" },
+                from = new DateTimeOffset(from, TimeSpan.Zero), targetTypes = new[] { "energy" } } },
+        }, Roles.Verifier))
+            Assert.Equal(HttpStatusCode.Created, concluded.StatusCode);
+
+        // Two days ago is past its cut-off (its end plus six hours) whatever the hour now.
+        var twoDaysAgo = Day(now.AddDays(-2));
+        var report = await Eventually.Get(async () =>
+        {
+            using var response = await fixture.Host.SendAsync(HttpMethod.Get, $"/agreements/truce-auto/daily-reports/{twoDaysAgo}", null, Roles.Auditor);
+            return response.IsSuccessStatusCode ? JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone() : (JsonElement?)null;
+        }, TimeSpan.FromSeconds(30), "the worker to issue the report of two days ago");
+        Assert.Equal(1, report.GetProperty("report").GetProperty("version").GetInt32());
+        Assert.Equal([1], report.GetProperty("versions").EnumerateArray().Select(v => v.GetInt32()));
+
+        // Issued once: later checks leave it alone; today's cut-off is tomorrow.
+        var before = await fixture.CountAsync("SELECT count(*) FROM compliance.events WHERE type = 'daily_report_issued'");
+        await Task.Delay(TimeSpan.FromSeconds(1));   // five more checks of the worker
+        Assert.Equal(before, await fixture.CountAsync("SELECT count(*) FROM compliance.events WHERE type = 'daily_report_issued'"));
+        Assert.Equal(1, await fixture.CountAsync($"SELECT count(*) FROM compliance.events WHERE stream_id = 'report-truce-auto-{twoDaysAgo}'"));
+        using var today = await fixture.Host.SendAsync(HttpMethod.Get, $"/agreements/truce-auto/daily-reports/{Day(now)}", null, Roles.Auditor);
+        Assert.Equal(HttpStatusCode.NotFound, today.StatusCode);
+    }
+}
