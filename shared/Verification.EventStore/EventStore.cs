@@ -29,6 +29,12 @@ public sealed class EventStoreOptions
     /// <summary>Page size while rebuilding beside the live generation: larger pages, fewer commits.</summary>
     public int RebuildBatchSize { get; set; } = 10000;
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// How long the relay waits on one batch of publishes before giving up and starting again with a fresh publish
+    /// endpoint: a broker that went away mid-confirm must not leave the outbox stuck behind a publish that never ends.
+    /// </summary>
+    public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>The event store of one service: streams with expected versions, a hash chain, projections, outbox and inbox.</summary>

@@ -34,7 +34,9 @@ public sealed partial class OutboxRelay(EventStore store, IServiceScopeFactory s
                 while (!stoppingToken.IsCancellationRequested)
                 {
                     var wake = store.Signals.NextOutbox;
-                    if (await store.PublishPendingAsync(publisher, stoppingToken) == 0)
+                    using var batch = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    batch.CancelAfter(store.Options.PublishTimeout);
+                    if (await store.PublishPendingAsync(publisher, batch.Token) == 0)
                     {
                         await lease.EnsureHeldAsync(stoppingToken);
                         await Signals.WaitAsync(wake, store.Options.PollInterval, stoppingToken);
@@ -105,7 +107,9 @@ public static class Outbox
         }).ToList();
         try
         {
-            await Task.WhenAll(streams);
+            // WaitAsync: a publish that ignores cancellation (a confirm lost with its channel) is abandoned, not awaited
+            // forever; what it sends after that goes again next time, and the consumer's inbox absorbs the repeat.
+            await Task.WhenAll(streams).WaitAsync(cancellationToken);
         }
         finally
         {

@@ -58,6 +58,31 @@ public sealed class ComplianceApiTests(ComplianceHost fixture) : IClassFixture<C
         new(id, revision, grade, "party", party, null, at, 49.99, 36.23, region, "missileStrike", ["energySubstation"], "high", DateTimeOffset.UtcNow);
 
     [Fact]
+    public async Task A_repair_window_acknowledged_after_the_strike_was_graded_judges_the_strike_again()
+    {
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("repair-late", new
+        {
+            termId = "repair", kind = "repairWindows", title = "No strikes on notified repair crews", partiesBound = new[] { "UA", "RU" }, from = Start,
+        }), Roles.Verifier, HttpStatusCode.Created);
+        var occurred = Start.AddDays(3).AddHours(9);
+        await PublishAsync(Filed("inc-late", occurred));
+        await PublishAsync(Graded("inc-late", 1, "fair", "RU", occurred));
+        await Eventually.True(async () => await fixture.CountAsync("SELECT count(*) FROM compliance.events WHERE stream_id = 'subject-incident-inc-late'") == 2, what: "the strike's facts");
+        Assert.Equal(0, (await DeterminationsAsync("inc-late", "repair-late")).GetArrayLength());   // no window known yet
+
+        // The crew's window reaches compliance only now (the liaison acknowledged late, or the message was delayed).
+        await PublishAsync(new Contract.PreNotificationAcknowledged("pn-late", "UA", "RU", "repairCrew", 49.99, 36.23, 5, "Kharkiv",
+            occurred.AddHours(-2), occurred.AddHours(4), occurred.AddHours(-3)));
+        var determination = await Eventually.Get(async () =>
+        {
+            var found = await DeterminationsAsync("inc-late", "repair-late");
+            return found.GetArrayLength() == 1 ? found[0] : (JsonElement?)null;
+        }, what: "the strike judged again against the window");
+        Assert.Equal(("RU", "violation"), (determination.GetProperty("party").GetString(), determination.GetProperty("outcome").GetString()));
+        Assert.Contains("pn-late", determination.GetProperty("grounds").GetString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_graded_energy_strike_becomes_a_violation_that_a_regrade_revises_with_both_kept_and_bitemporal_reads()
     {
         await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-1", EnergyTerm()), Roles.Admin, HttpStatusCode.Created);

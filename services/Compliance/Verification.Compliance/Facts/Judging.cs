@@ -37,15 +37,22 @@ public static class Judging
             var (before, version) = await LoadSubjectAsync(store, streamId, cancellationToken);
             var type = store.Types.NameOf(message.GetType()).Name;
             var after = Subject.Evolve(before, message, new Input(type.Split('.')[1], type, messageId, id, version + 1));
-            var terms = (await AgreementsAsync(store, cancellationToken)).SelectMany(a => a.Terms.Where(t => t.Applies == kind).Select(t => (a.AgreementId, Term: t))).ToList();
+            var agreements = await AgreementsAsync(store, cancellationToken);
+            var terms = agreements.SelectMany(a => a.Terms.Where(t => t.Applies == kind).Select(t => (a.AgreementId, Term: t))).ToList();
             var windows = terms.Any(t => t.Term.Kind == TermKind.RepairWindows) ? await RepairWindowsAsync(store, cancellationToken) : [];
             var current = await CurrentAsync(store, id, cancellationToken);
+            var rejudge = after.RepairWindow is not null && before?.RepairWindow is null
+                ? await StrikesInWindowAsync(store, agreements, after, cancellationToken)
+                : null;
             try
             {
                 await store.HandleOnceAsync(Consumer, messageId, new EventMetadata { ActorSub = "compliance", CausationId = messageId.ToString(), CorrelationId = messageId.ToString() }, session =>
                 {
                     session.Append(streamId, "subject", version, [new NewEvent(Idempotency.DeriveId("fact", messageId.ToString()), message)]);
                     foreach (var (agreementId, term) in terms) AppendDeterminations(session, agreementId, term, after, windows, current, now);
+                    if (rejudge is { } r)
+                        foreach (var (agreementId, term) in r.Terms)
+                            foreach (var strike in r.Strikes) AppendDeterminations(session, agreementId, term, strike, r.Windows, r.Current.GetValueOrDefault(strike.Id, []), now);
                     return Task.CompletedTask;
                 }, cancellationToken);
                 return;
@@ -55,6 +62,30 @@ public static class Judging
                 // Another message about the same subject, or a new term, got there first: read again and re-decide.
             }
         }
+    }
+
+    private sealed record Rejudging(List<(string AgreementId, Term Term)> Terms, IReadOnlyList<Subject> Strikes, IReadOnlyList<Subject> Windows,
+        Dictionary<string, List<TermEvaluated>> Current);
+
+    /// <summary>
+    /// A repair window acknowledged after strikes inside it were already judged: those incidents are judged again
+    /// under the repair-window terms, in the window's own transaction, so the order the facts arrived in does not matter.
+    /// </summary>
+    private static async Task<Rejudging?> StrikesInWindowAsync(EventStore.EventStore store, IReadOnlyList<Agreement> agreements, Subject window,
+        CancellationToken cancellationToken)
+    {
+        var terms = agreements.SelectMany(a => a.Terms.Where(t => t.Kind == TermKind.RepairWindows).Select(t => (a.AgreementId, Term: t))).ToList();
+        if (terms.Count == 0) return null;
+        var w = window.RepairWindow!;
+        var strikes = await store.QueryDocumentsAsync<Subject>(ComplianceModule.SubjectsView,
+            "d.data->>'kind' = 'incident' AND (d.data->'filed'->>'occurredFrom')::timestamptz BETWEEN @from AND @to",
+            p => { p.AddWithValue("from", w.WindowFrom); p.AddWithValue("to", w.WindowTo); }, limit: 100_000, cancellationToken: cancellationToken);
+        if (strikes.Count == 0) return null;
+        var windows = (await RepairWindowsAsync(store, cancellationToken)).Where(s => s.Id != window.Id).Append(window).ToList();
+        var ids = strikes.Select(s => s.Id).ToArray();
+        var current = (await store.QueryDocumentsAsync<TermEvaluated>(ComplianceModule.DeterminationsView, "d.data->>'subjectId' = ANY(@ids)",
+            p => p.AddWithValue("ids", ids), limit: 100_000, cancellationToken: cancellationToken)).GroupBy(d => d.SubjectId).ToDictionary(g => g.Key, g => g.ToList());
+        return new Rejudging(terms, strikes, windows, current);
     }
 
     internal static void AppendDeterminations(EventSession session, string agreementId, Term term, Subject subject, IReadOnlyList<Subject> windows,
