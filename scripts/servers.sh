@@ -31,6 +31,7 @@ ensure_installed() {
 }
 
 # start_postgres DIR [fsync]: a cluster in DIR/pg; data is kept if DIR/pg already holds one.
+# PG_EXTRA_OPTS adds server options (e.g. "-c shared_preload_libraries=pg_stat_statements" to profile).
 start_postgres() {
   local dir=$1 fsync=${2:-on} port
   mkdir -p "$dir/pg"
@@ -40,7 +41,7 @@ start_postgres() {
   fi
   port=$(free_port)
   as_user postgres pg_ctl -D "$dir/pg" -l "$dir/pg.log" \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=400" -w start >/dev/null
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=400 ${PG_EXTRA_OPTS:-}" -w start >/dev/null
   PG_PORT=$port
   PG_URL="Host=127.0.0.1;Port=$port;Username=postgres;Database=postgres"
 }

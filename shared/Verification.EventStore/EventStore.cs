@@ -201,8 +201,7 @@ public sealed class EventStore : IAsyncDisposable
     {
         await using var command = DataSource.CreateCommand(
             $"SELECT d.data::text FROM {Schema}.documents d JOIN {Schema}.projections p ON p.name = d.projection AND p.generation = d.generation AND p.live " +
-            "WHERE d.projection = @p AND d.id = @id");
-        command.Parameters.AddWithValue("p", projection);
+            $"WHERE d.projection = '{Projection.CheckName(projection)}' AND d.id = @id");
         command.Parameters.AddWithValue("id", id);
         return await command.ExecuteScalarAsync(cancellationToken) is string json ? JsonSerializer.Deserialize<T>(json, EventTypes.Json) : null;
     }
@@ -216,8 +215,8 @@ public sealed class EventStore : IAsyncDisposable
     {
         await using var command = DataSource.CreateCommand(
             $"SELECT d.data::text FROM {Schema}.documents d JOIN {Schema}.projections p ON p.name = d.projection AND p.generation = d.generation AND p.live " +
-            $"WHERE d.projection = @projection AND ({where}) ORDER BY {orderBy} LIMIT @limit OFFSET @offset");
-        command.Parameters.AddWithValue("projection", projection);
+            // The name as a literal: a generic plan (statements are prepared) can then use the projection's partial indexes.
+            $"WHERE d.projection = '{Projection.CheckName(projection)}' AND ({where}) ORDER BY {orderBy} LIMIT @limit OFFSET @offset");
         command.Parameters.AddWithValue("limit", limit);
         command.Parameters.AddWithValue("offset", offset);
         parameters?.Invoke(command.Parameters);

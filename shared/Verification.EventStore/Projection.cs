@@ -14,10 +14,13 @@ public abstract class Projection
 {
     protected Projection(string name)
     {
-        if (!System.Text.RegularExpressions.Regex.IsMatch(name, "^[a-z_][a-z0-9_]{0,40}$"))
-            throw new ArgumentException($"projection name '{name}' must be lower-case letters, digits and underscores");
-        Name = name;
+        Name = CheckName(name);
     }
+
+    /// <summary>Names are spliced into SQL as literals (so generic plans can use the partial indexes): only these characters.</summary>
+    internal static string CheckName(string name) => System.Text.RegularExpressions.Regex.IsMatch(name, "^[a-z_][a-z0-9_]{0,40}$")
+        ? name
+        : throw new ArgumentException($"projection name '{name}' must be lower-case letters, digits and underscores");
 
     public string Name { get; }
     public List<DocumentIndex> Indexes { get; } = [];
@@ -44,21 +47,30 @@ public sealed class DocumentProjection<TDoc>(string name, Func<StoredEvent, stri
     public override async Task ApplyAsync(IReadOnlyList<StoredEvent> events, ProjectionWrite write, CancellationToken cancellationToken)
     {
         var touched = new Dictionary<string, (TDoc? Doc, long Version)>();
-        var ids = events.Select(idOf).Where(id => id is not null).Distinct().ToArray();
+        var ids = events.Select(idOf).OfType<string>().Distinct().Order(StringComparer.Ordinal).ToArray();   // one lock order for every writer
         if (ids.Length == 0) return;
         var generation = write.Generation != 0
             ? write.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture)
-            : $"(SELECT generation FROM {write.Schema}.projections WHERE name = @projection AND live)";
+            : $"(SELECT generation FROM {write.Schema}.projections WHERE name = '{Name}' AND live)";
 
-        await using (var load = new NpgsqlCommand(
-            $"SELECT id, data::text, version FROM {write.Schema}.documents WHERE projection = @projection AND generation = {generation} AND id = ANY(@ids) FOR UPDATE",
-            write.Connection, write.Transaction))
+        // One statement per document, equal on the whole key: prepared statements get generic plans, and a generic
+        // plan for "id = ANY(@ids)" on a table not yet analyzed scanned every document of the projection per append.
+        await using (var load = new NpgsqlBatch(write.Connection, write.Transaction))
         {
-            load.Parameters.AddWithValue("projection", Name);
-            load.Parameters.AddWithValue("ids", ids);
+            foreach (var id in ids)
+            {
+                var command = new NpgsqlBatchCommand(
+                    $"SELECT id, data::text, version FROM {write.Schema}.documents WHERE projection = '{Name}' AND generation = {generation} AND id = $1 FOR UPDATE");
+                command.Parameters.Add(new NpgsqlParameter { Value = id });
+                load.BatchCommands.Add(command);
+            }
             await using var reader = await load.ExecuteReaderAsync(cancellationToken);
-            while (await reader.ReadAsync(cancellationToken))
-                touched[reader.GetString(0)] = (JsonSerializer.Deserialize<TDoc>(reader.GetString(1), EventTypes.Json), reader.GetInt64(2));
+            do
+            {
+                while (await reader.ReadAsync(cancellationToken))
+                    touched[reader.GetString(0)] = (JsonSerializer.Deserialize<TDoc>(reader.GetString(1), EventTypes.Json), reader.GetInt64(2));
+            }
+            while (await reader.NextResultAsync(cancellationToken));
         }
         foreach (var e in events)
         {
