@@ -23,7 +23,7 @@ public sealed class Lease : IAsyncDisposable
         }
         catch
         {
-            await connection.DisposeAsync();
+            await ReleaseAsync(connection);   // a cancelled wait may have been granted the lock on the server all the same
             throw;
         }
         await connection.DisposeAsync();
@@ -43,7 +43,7 @@ public sealed class Lease : IAsyncDisposable
         }
         catch
         {
-            await connection.DisposeAsync();
+            await ReleaseAsync(connection);   // a cancelled wait may have been granted the lock on the server all the same
             throw;
         }
     }
@@ -55,18 +55,20 @@ public sealed class Lease : IAsyncDisposable
         await command.ExecuteScalarAsync(cancellationToken);
     }
 
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync() => ReleaseAsync(_connection);
+
+    /// <summary>Pooled connections are not reset on return (see AddEventStore): session locks are released here.</summary>
+    private static async ValueTask ReleaseAsync(NpgsqlConnection connection)
     {
-        // A pooled connection keeps session locks until it is reset on reuse: release them now.
         try
         {
-            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", _connection);
+            await using var unlock = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", connection);
             await unlock.ExecuteNonQueryAsync();
         }
         catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
         {
             // The connection is gone, and its locks with it.
         }
-        await _connection.DisposeAsync();
+        await connection.DisposeAsync();
     }
 }

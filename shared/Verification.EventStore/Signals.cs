@@ -90,7 +90,20 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
                 };
                 await using (var listen = new NpgsqlCommand($"LISTEN {store.EventsChannel}; LISTEN {store.OutboxChannel}", connection))
                     await listen.ExecuteNonQueryAsync(_stop.Token);
-                while (!_stop.IsCancellationRequested) await connection.WaitAsync(_stop.Token);
+                try
+                {
+                    while (!_stop.IsCancellationRequested) await connection.WaitAsync(_stop.Token);
+                }
+                finally
+                {
+                    // Pooled connections are not reset on return: leave none subscribed.
+                    try
+                    {
+                        await using var unlisten = new NpgsqlCommand("UNLISTEN *", connection);
+                        await unlisten.ExecuteNonQueryAsync(CancellationToken.None);
+                    }
+                    catch (Exception e) when (e is NpgsqlException or InvalidOperationException) { /* broken: it will not be reused */ }
+                }
             }
             catch (OperationCanceledException) { return; }
             catch (Exception) { await Task.Delay(500); }

@@ -165,6 +165,33 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
     }
 
     [Fact]
+    public async Task A_lease_returns_its_connection_to_the_pool_without_the_lock()
+    {
+        // One pooled connection, not reset on return (as services run): the next user gets the same session.
+        await using var pool = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(ServiceCollectionExtensions.WithStoreSettings(fixture.ConnectionString)) { MaxPoolSize = 1 }.ConnectionString);
+        var store = new EventStore(pool, StoreFixture.Options("es_lease"));
+        await using (var held = await Lease.TryAcquireAsync(store, "relay", CancellationToken.None))
+        {
+            Assert.NotNull(held);
+            await using var other = await NpgsqlDataSource.Create(fixture.ConnectionString).OpenConnectionAsync();
+            Assert.False(await TryLockAsync(other), "the lease holds the lock while open");
+        }
+        await using (var reused = await pool.OpenConnectionAsync())
+        {
+            await using var count = new NpgsqlCommand("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()", reused);
+            Assert.Equal(0L, (long)(await count.ExecuteScalarAsync())!);
+        }
+        await using var second = await Lease.TryAcquireAsync(store, "relay", CancellationToken.None);
+        Assert.NotNull(second);
+
+        static async Task<bool> TryLockAsync(NpgsqlConnection connection)
+        {
+            await using var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended('verification:es_lease:relay', 0))", connection);
+            return (bool)(await command.ExecuteScalarAsync())!;
+        }
+    }
+
+    [Fact]
     public async Task A_rebuild_runs_beside_the_live_projection_and_swaps_in_equal_byte_for_byte()
     {
         var store = await StoreAsync("es_rebuild", batchSize: 100);

@@ -41,7 +41,7 @@ public class StoreFixture : PostgresDatabaseFixture
     public override async Task InitializeAsync()
     {
         await base.InitializeAsync();
-        DataSource = NpgsqlDataSource.Create(ConnectionString);
+        DataSource = NpgsqlDataSource.Create(ServiceCollectionExtensions.WithStoreSettings(ConnectionString));   // as services run it
         Store = new EventStore(DataSource, Options());
         await Store.MigrateAsync();
     }
