@@ -47,14 +47,20 @@ public static class Projections
     /// </summary>
     public static async Task<IReadOnlyList<string>> RebuildAndCompareAsync(this EventStore store, Projection projection, CancellationToken cancellationToken = default)
     {
-        const int scratch = -1;
+        // A scratch generation of its own (negative: never a real one), so comparisons running at once do not mix.
+        var scratch = -Random.Shared.Next(1, int.MaxValue);
         var inline = store.Options.InlineProjections.Contains(projection);
         var live = (await store.ProjectionStatusAsync(projection.Name, cancellationToken)).Single(s => s.Live);
         // Inline views reflect every commit: compare up to the newest one, waiting for older transactions
         // (in any database of the cluster) to settle so the read stays in commit order.
         var until = inline ? await store.HeadAsync(cancellationToken, settledOnly: false) : live.Checkpoint;
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
-        await DeleteGenerationAsync(connection, store.Schema, projection.Name, scratch, cancellationToken);
+        await using (var stale = new NpgsqlCommand(   // what comparisons cut off by a crash left behind
+            $"DELETE FROM {store.Schema}.documents WHERE projection = @name AND generation < 0 AND updated_at < now() - interval '1 day'", connection))
+        {
+            stale.Parameters.AddWithValue("name", projection.Name);
+            await stale.ExecuteNonQueryAsync(cancellationToken);
+        }
         var position = LogPosition.Start;
         while (true)
         {

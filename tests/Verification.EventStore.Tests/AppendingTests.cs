@@ -129,6 +129,22 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
     }
 
     [Fact]
+    public async Task Comparisons_run_at_once_each_rebuild_their_own_scratch_copy()
+    {
+        var session = Store.OpenSession();
+        for (var i = 0; i < 300; i++)
+        {
+            var id = NewId();
+            session.Append(id, "incident", 0, new Noted(id, "Kherson", i));
+        }
+        await session.SaveChangesAsync();
+        var projection = fixture.Store.Options.InlineProjections[0];
+        var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ => Store.RebuildAndCompareAsync(projection)));
+        Assert.All(results, differences => Assert.True(differences.Count == 0, string.Join("\n", differences)));
+        Assert.Equal(0L, await fixture.ScalarAsync("SELECT count(*) FROM es.documents WHERE generation < 0"));
+    }
+
+    [Fact]
     public async Task A_consumer_session_with_an_inbox_mark_updates_the_inline_projection_and_reports_its_append()
     {
         // Regression: the inbox insert has no result set, and once stood before the appends, so their results were skipped.

@@ -212,7 +212,35 @@ public sealed class Driver(DistributedSystem system, AuthSettings auth) : IDispo
     }
 
     private List<(string Name, double RssMb, double CpuSeconds)> Processes() =>
-        [.. system.ProcessIds.Select(p =>
+        [.. ServiceProcesses(), Servers("postgres", "postgres (all backends)"), Servers("beam.smp", "rabbitmq"), Servers(null, "load driver (this process)")];
+
+    /// <summary>CPU of every process named <paramref name="command"/> (null: this one), summed; RSS summed too.</summary>
+    private static (string Name, double RssMb, double CpuSeconds) Servers(string? command, string label)
+    {
+        double ticks = 0, kb = 0;
+        var pids = command is null ? [Environment.ProcessId.ToString(CultureInfo.InvariantCulture)]
+            : Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(d => d!.All(char.IsAsciiDigit)).ToArray();
+        foreach (var pid in pids)
+        {
+            try
+            {
+                var stat = File.ReadAllText($"/proc/{pid}/stat");
+                if (command is not null && stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')] != command) continue;
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+                // Shared buffers count in every backend's RSS: report RSS for single processes only.
+                kb += long.Parse(fields[21], CultureInfo.InvariantCulture) * 4;
+            }
+            catch (IOException)
+            {
+                // The process ended while we looked.
+            }
+        }
+        return (label, command == "postgres" ? double.NaN : kb / 1024, ticks / 100.0);
+    }
+
+    private IEnumerable<(string Name, double RssMb, double CpuSeconds)> ServiceProcesses() =>
+        system.ProcessIds.Select(p =>
         {
             try
             {
@@ -227,7 +255,7 @@ public sealed class Driver(DistributedSystem system, AuthSettings auth) : IDispo
             {
                 return (p.Key, double.NaN, double.NaN);
             }
-        })];
+        });
 
     private async Task<string> QueuesAsync()
     {
