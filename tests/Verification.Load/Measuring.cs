@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using MassTransit;
 using Npgsql;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Events;
@@ -27,6 +28,8 @@ public sealed class Samples
 }
 
 public sealed record Baseline(int Count, double PerSecond, Samples Latency);
+
+public sealed record BusProbe(long SentAt);
 
 public static class Baselines
 {
@@ -67,14 +70,71 @@ public static class Baselines
         }
     }
 
+    /// <summary>
+    /// The bus as the services configure it (MassTransit, publisher confirms, a quorum queue, retry filter) between
+    /// two endpoints in this process, against <see cref="RabbitMqAsync"/> on the same queue type: what MassTransit costs.
+    /// </summary>
+    public static async Task<Baseline> MassTransitAsync(Uri vhost, int count)
+    {
+        var latencies = new ConcurrentBag<double>();
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var queue = $"load-mt-{Guid.NewGuid():N}";
+        var bus = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        {
+            cfg.Host(vhost, h => h.PublisherConfirmation = true);
+            cfg.PrefetchCount = Verification.ServiceDefaults.Messaging.DefaultPrefetchCount;
+            cfg.ReceiveEndpoint(queue, e =>
+            {
+                e.SetQuorumQueue();
+                e.AutoDelete = false;
+                e.UseMessageRetry(r => r.Immediate(3));
+                e.Handler<BusProbe>(context =>
+                {
+                    latencies.Add(Stopwatch.GetElapsedTime(context.Message.SentAt).TotalMilliseconds);
+                    if (latencies.Count == count) done.TrySetResult();
+                    return Task.CompletedTask;
+                });
+            });
+        });
+        await bus.StartAsync();
+        try
+        {
+            var total = Stopwatch.StartNew();
+            var inFlight = new List<Task>();
+            for (var i = 0; i < count; i++)
+            {
+                inFlight.Add(bus.Publish(new BusProbe(Stopwatch.GetTimestamp())));   // published, as the outbox relay does
+                if (inFlight.Count >= 64)
+                {
+                    await Task.WhenAll(inFlight);
+                    inFlight.Clear();
+                }
+            }
+            await Task.WhenAll(inFlight);
+            await done.Task.WaitAsync(TimeSpan.FromSeconds(120));
+            return new Baseline(count, count / total.Elapsed.TotalSeconds, new Samples(latencies));
+        }
+        finally
+        {
+            await bus.StopAsync();
+        }
+    }
+
     /// <summary>Publisher confirms on, one consumer: each message's time from publish to receipt.</summary>
-    public static async Task<Baseline> RabbitMqAsync(Uri vhost, int count)
+    public static Task<Baseline> RabbitMqAsync(Uri vhost, int count) => RabbitMqAsync(vhost, count, quorum: false);
+
+    /// <summary>As above; <paramref name="quorum"/>: a durable quorum queue and persistent messages, as the services' queues.</summary>
+    public static async Task<Baseline> RabbitMqAsync(Uri vhost, int count, bool quorum)
     {
         var factory = new ConnectionFactory { Uri = vhost };
         await using var connection = await factory.CreateConnectionAsync();
         await using var publisher = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
         await using var consumerChannel = await connection.CreateChannelAsync();
-        var queue = (await consumerChannel.QueueDeclareAsync($"load-raw-{Guid.NewGuid():N}", durable: false, exclusive: true, autoDelete: true)).QueueName;
+        var queue = quorum
+            ? (await consumerChannel.QueueDeclareAsync($"load-raw-q-{Guid.NewGuid():N}", durable: true, exclusive: false, autoDelete: false,
+                arguments: new Dictionary<string, object?> { ["x-queue-type"] = "quorum" })).QueueName
+            : (await consumerChannel.QueueDeclareAsync($"load-raw-{Guid.NewGuid():N}", durable: false, exclusive: true, autoDelete: true)).QueueName;
+        var properties = new BasicProperties { Persistent = quorum };
         var latencies = new ConcurrentBag<double>();
         var done = new TaskCompletionSource();
         var consumer = new AsyncEventingBasicConsumer(consumerChannel);
@@ -91,7 +151,7 @@ public static class Baselines
         var inFlight = new List<Task>();
         for (var i = 0; i < count; i++)
         {
-            inFlight.Add(publisher.BasicPublishAsync("", queue, BitConverter.GetBytes(Stopwatch.GetTimestamp())).AsTask());
+            inFlight.Add(publisher.BasicPublishAsync("", queue, false, properties, BitConverter.GetBytes(Stopwatch.GetTimestamp())).AsTask());
             if (inFlight.Count >= 64)
             {
                 await Task.WhenAll(inFlight);
@@ -100,7 +160,9 @@ public static class Baselines
         }
         await Task.WhenAll(inFlight);
         await done.Task.WaitAsync(TimeSpan.FromSeconds(60));
-        return new Baseline(count, count / total.Elapsed.TotalSeconds, new Samples(latencies));
+        var result = new Baseline(count, count / total.Elapsed.TotalSeconds, new Samples(latencies));
+        if (quorum) await consumerChannel.QueueDeleteAsync(queue);
+        return result;
     }
 }
 
