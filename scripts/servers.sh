@@ -39,9 +39,17 @@ start_postgres() {
   if [ ! -f "$dir/pg/PG_VERSION" ]; then
     as_user postgres initdb -D "$dir/pg" -A trust -U postgres -E UTF8 --no-sync >/dev/null
   fi
-  port=$(free_port)
-  as_user postgres pg_ctl -D "$dir/pg" -l "$dir/pg.log" \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=400 ${PG_EXTRA_OPTS:-}" -w start >/dev/null
+  # A port can be taken between the check and the bind: try another, and show the server's own words if all fail.
+  local attempt
+  for attempt in 1 2 3; do
+    port=$(free_port)
+    as_user postgres pg_ctl -D "$dir/pg" -l "$dir/pg.log" \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=$fsync -c max_connections=400 ${PG_EXTRA_OPTS:-}" -w start >/dev/null && break
+    echo "PostgreSQL did not start on port $port (attempt $attempt):" >&2
+    tail -n 5 "$dir/pg.log" >&2
+    [ "$attempt" = 3 ] && return 1
+    sleep 1
+  done
   PG_PORT=$port
   PG_URL="Host=127.0.0.1;Port=$port;Username=postgres;Database=postgres"
 }
