@@ -47,9 +47,13 @@ public sealed class EventStore : IAsyncDisposable
         DataSource = dataSource;
         Options = options;
         Signals = new Signals(this);
+        Tree = new LogTree(this);
     }
 
     internal Signals Signals { get; }
+
+    /// <summary>The verifiable log's leaves, kept in memory and extended as events settle.</summary>
+    public LogTree Tree { get; }
 
     public ValueTask DisposeAsync() => Signals.DisposeAsync();
 

@@ -205,6 +205,97 @@ public sealed class MerkleTree
     }
 }
 
+/// <summary>
+/// The service's verifiable log kept as it grows: leaf hashes and positions in memory, extended by reading only the
+/// events settled since the last read, and the roots of its perfect subtrees (largest first), so a tree head costs
+/// O(log n) hashes and no read of the whole log. Proofs work on the cached leaves. What the service signs is what it
+/// read as it was appended: a row changed later in the database no longer matches the heads already signed.
+/// <see cref="VerifiableLog.LeavesAsync"/> reads the database afresh, for checking it.
+/// </summary>
+public sealed class LogTree
+{
+    private readonly EventStore _store;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly List<byte[]> _leaves = [];
+    private readonly List<long> _positions = [];
+    private readonly List<(byte[] Hash, long Size)> _peaks = [];
+    private LogPosition _read = LogPosition.Start;
+
+    internal LogTree(EventStore store) => _store = store;
+
+    /// <summary>The first <paramref name="size"/> leaves (all, if null or larger) and their events' positions.</summary>
+    public async Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(long? size = null, CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            await ExtendAsync(cancellationToken);
+            var n = (int)Math.Min(size ?? long.MaxValue, _leaves.Count);
+            return (_leaves.GetRange(0, n), _positions.GetRange(0, n));
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>The whole settled log's size and RFC 9162 root.</summary>
+    public async Task<(long Size, byte[] Root)> HeadAsync(CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            await ExtendAsync(cancellationToken);
+            if (_peaks.Count == 0) return (0, SHA256.HashData([]));
+            // MTH splits at the largest power of two below n: the first peak on the left, the rest folded on the right.
+            var root = _peaks[^1].Hash;
+            for (var i = _peaks.Count - 2; i >= 0; i--) root = Merkle.NodeHash(_peaks[i].Hash, root);
+            return (_leaves.Count, root);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task ExtendAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await using var command = _store.DataSource.CreateCommand(
+                $"""
+                SELECT transaction_id::text, position, hash FROM {_store.Schema}.events
+                WHERE (transaction_id, position) > (@xid::text::xid8, @pos) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                ORDER BY transaction_id, position LIMIT 10000
+                """);
+            command.Parameters.AddWithValue("xid", _read.TransactionId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            command.Parameters.AddWithValue("pos", _read.Position);
+            var read = 0;
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
+            {
+                while (await reader.ReadAsync(cancellationToken))
+                {
+                    var position = reader.GetInt64(1);
+                    var leaf = Merkle.LeafHash(VerifiableLog.Entry(position, reader.GetFieldValue<byte[]>(2)));
+                    _leaves.Add(leaf);
+                    _positions.Add(position);
+                    _peaks.Add((leaf, 1));
+                    while (_peaks.Count > 1 && _peaks[^1].Size == _peaks[^2].Size)
+                    {
+                        var (right, size) = _peaks[^1];
+                        var left = _peaks[^2].Hash;
+                        _peaks.RemoveRange(_peaks.Count - 2, 2);
+                        _peaks.Add((Merkle.NodeHash(left, right), size * 2));
+                    }
+                    _read = new LogPosition(ulong.Parse(reader.GetString(0), System.Globalization.CultureInfo.InvariantCulture), position);
+                    read++;
+                }
+            }
+            if (read < 10000) return;
+        }
+    }
+}
+
 /// <summary>A signed tree head: the log's size and root at a time, signed (ECDSA P-256, SHA-256) by the service.</summary>
 public sealed record TreeHead(string Log, long Size, string RootHash, DateTimeOffset Timestamp, string Signature)
 {
@@ -227,7 +318,10 @@ public static class VerifiableLog
         return entry;
     }
 
-    /// <summary>Leaf hashes of the settled log (the first <paramref name="size"/>, or all), and each leaf's event position.</summary>
+    /// <summary>
+    /// Leaf hashes of the settled log (the first <paramref name="size"/>, or all), and each leaf's event position, read
+    /// afresh from the database: for checking what is stored against heads already signed.
+    /// </summary>
     public static async Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(this EventStore store, long? size = null, CancellationToken cancellationToken = default)
     {
         await using var command = store.DataSource.CreateCommand(
@@ -244,16 +338,19 @@ public static class VerifiableLog
         return (leaves, positions);
     }
 
+    /// <summary>Signs the head of the service's own tree (<see cref="EventStore.Tree"/>, extended as events settle).</summary>
     public static async Task<TreeHead> SignTreeHeadAsync(this EventStore store, ECDsa key, DateTimeOffset now, CancellationToken cancellationToken = default)
     {
-        var (leaves, _) = await store.LeavesAsync(cancellationToken: cancellationToken);
-        return Sign(store.Schema, leaves, key, now);
+        var (size, root) = await store.Tree.HeadAsync(cancellationToken);
+        return Sign(store.Schema, size, root, key, now);
     }
 
-    public static TreeHead Sign(string log, IReadOnlyList<byte[]> leaves, ECDsa key, DateTimeOffset now)
+    public static TreeHead Sign(string log, IReadOnlyList<byte[]> leaves, ECDsa key, DateTimeOffset now) => Sign(log, leaves.Count, Merkle.Root(leaves), key, now);
+
+    public static TreeHead Sign(string log, long size, byte[] root, ECDsa key, DateTimeOffset now)
     {
-        var root = Convert.ToHexStringLower(Merkle.Root(leaves));
-        var signature = key.SignData(TreeHead.Payload(log, leaves.Count, root, now), HashAlgorithmName.SHA256);
-        return new TreeHead(log, leaves.Count, root, now, Convert.ToHexStringLower(signature));
+        var hex = Convert.ToHexStringLower(root);
+        var signature = key.SignData(TreeHead.Payload(log, size, hex, now), HashAlgorithmName.SHA256);
+        return new TreeHead(log, size, hex, now, Convert.ToHexStringLower(signature));
     }
 }

@@ -70,15 +70,18 @@ public sealed partial class TreeHeadPublisher(VerifiableLogs logs, LogSigner sig
                 leases[log] = acquired;
                 published.Remove(log);
             }
-            var (leaves, _) = await store.LeavesAsync(cancellationToken: stoppingToken);
+            var (size, root) = await store.Tree.HeadAsync(stoppingToken);
             var known = published.TryGetValue(log, out var previous);
             // An unchanged head goes out again every 12 intervals: a head published before anyone listened is not the last word.
             var heartbeat = ++_ticks[log] % 12 == 0;
-            if (known && previous == leaves.Count && !heartbeat) return;
-            var head = VerifiableLog.Sign(log, leaves, signer.Key, clock.GetUtcNow());
-            string[]? proof = known && previous > 0 && previous < leaves.Count
-                ? [.. Merkle.ConsistencyProof(leaves, (int)previous, leaves.Count).Select(Convert.ToHexStringLower)]
-                : null;
+            if (known && previous == size && !heartbeat) return;
+            var head = VerifiableLog.Sign(log, size, root, signer.Key, clock.GetUtcNow());
+            string[]? proof = null;
+            if (known && previous > 0 && previous < size)
+            {
+                var (leaves, _) = await store.Tree.LeavesAsync(size, stoppingToken);
+                proof = [.. Merkle.ConsistencyProof(leaves, (int)previous, (int)size).Select(Convert.ToHexStringLower)];
+            }
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(30));
             await services.GetRequiredService<IBus>().Publish(new Contracts.TreeHeadSigned(head.Log, head.Size, head.RootHash, head.Timestamp, head.Signature,

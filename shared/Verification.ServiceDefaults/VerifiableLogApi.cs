@@ -43,7 +43,7 @@ public static class VerifiableLogApi
         group.MapGet("/{log}/inclusion", async (string log, long position, long? size, HttpContext http) =>
         {
             var store = Store(http, logs, log);
-            var (leaves, positions) = await store.LeavesAsync(size, http.RequestAborted);
+            var (leaves, positions) = await store.Tree.LeavesAsync(size, http.RequestAborted);
             var index = positions.IndexOf(position);
             if (index < 0) throw Rejection.NotFound($"position {position} is not in the first {leaves.Count} leaves of the {log} log");
             return TypedResults.Ok(new InclusionProofResponse(log, position, index, leaves.Count, Convert.ToHexStringLower(leaves[index]),
@@ -51,7 +51,7 @@ public static class VerifiableLogApi
         });
         group.MapGet("/{log}/consistency", async (string log, long first, long second, HttpContext http) =>
         {
-            var (leaves, _) = await Store(http, logs, log).LeavesAsync(second, http.RequestAborted);
+            var (leaves, _) = await Store(http, logs, log).Tree.LeavesAsync(second, http.RequestAborted);
             if (first <= 0 || first > second || second > leaves.Count)
                 throw Rejection.Invalid(new Dictionary<string, string[]> { ["first"] = [$"need 0 < first ≤ second ≤ {leaves.Count}"] });
             return TypedResults.Ok(new ConsistencyProofResponse(log, first, second, Convert.ToHexStringLower(Merkle.Root(leaves.Take((int)first).ToList())),

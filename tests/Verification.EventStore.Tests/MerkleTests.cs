@@ -120,4 +120,30 @@ public sealed class VerifiableLogTests(StoreFixture fixture) : IClassFixture<Sto
         var chain = await store.VerifyHashChainAsync();
         Assert.Equal(target.Position, chain.FirstBadPosition);
     }
+    [Fact]
+    public async Task The_services_tree_grows_with_the_log_and_keeps_what_it_signed()
+    {
+        var store = new EventStore(fixture.DataSource, StoreFixture.Options("es_tree"));
+        await store.MigrateAsync();
+        Assert.Equal(Merkle.Root([]), (await store.Tree.HeadAsync()).Root);
+        for (var i = 1; i <= 33; i++)
+        {
+            await store.AppendAsync($"t-{i}", "incident", 0, [new Noted($"t-{i}", "Odesa", i)]);
+            var head = await Eventually.Get(async () => await store.Tree.HeadAsync() is { Size: var n } h && n == i ? ((long, byte[])?)h : null, what: $"{i} settled events");
+            var (fresh, _) = await store.LeavesAsync(i);
+            Assert.Equal(Convert.ToHexString(Merkle.Root(fresh)), Convert.ToHexString(head.Item2));   // peaks fold to the RFC 9162 root at every size
+        }
+        var (cached, positions) = await store.Tree.LeavesAsync(20);
+        Assert.Equal(20, cached.Count);
+        Assert.Equal((await store.LeavesAsync(20)).Positions, positions);
+
+        // A row changed behind the service's back: the stored log no longer matches the head the service signs.
+        await using (var tamper = fixture.DataSource.CreateCommand(
+            $"ALTER TABLE es_tree.events DISABLE TRIGGER events_append_only; UPDATE es_tree.events SET hash = sha256(hash) WHERE position = {positions[4]}; " +
+            "ALTER TABLE es_tree.events ENABLE TRIGGER events_append_only"))
+            await tamper.ExecuteNonQueryAsync();
+        var signed = await store.Tree.HeadAsync();
+        var (stored, _) = await store.LeavesAsync(signed.Size);
+        Assert.NotEqual(Convert.ToHexString(Merkle.Root(stored)), Convert.ToHexString(signed.Root));
+    }
 }
