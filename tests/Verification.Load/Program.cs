@@ -20,6 +20,24 @@ var results = Path.Combine(DistributedSystem.RepositoryRoot(), "results", DateTi
 Directory.CreateDirectory(results);
 var auth = AuthSettings.From(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Auth:DevMode"] = "true" }).Build());
 
+if (args.Contains("--bus"))
+{
+    // The bus alone: raw RabbitMQ.Client beside MassTransit as the services configure it, on the same broker.
+    var vhost = (await RabbitMqServer.GetAsync()).CreateVirtualHost("bus");
+    var n = quick ? 3000 : 10000;
+    foreach (var (name, run) in new (string, Func<Task<Baseline>>)[]
+    {
+        ("RabbitMQ.Client, transient queue", () => Baselines.RabbitMqAsync(vhost, n)),
+        ("RabbitMQ.Client, quorum queue", () => Baselines.RabbitMqAsync(vhost, n, quorum: true)),
+        ("MassTransit as the services run it", () => Baselines.MassTransitAsync(vhost, n)),
+    })
+    {
+        var b = await run();
+        Console.WriteLine(string.Create(culture, $"{name}: {b.PerSecond:0}/s, p50 {b.Latency.P(50):0.00} ms, p99 {b.Latency.P(99):0.00} ms"));
+    }
+    return;
+}
+
 Console.WriteLine("starting PostgreSQL, RabbitMQ and the five services (separate processes) ...");
 var system = new DistributedSystem();
 await system.InitializeAsync();
