@@ -110,11 +110,14 @@ internal static class StoreSchema
             v_now timestamptz := now();
             v_stamp text := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
             v_existing int;
-            v_data jsonb;
-            v_meta jsonb;
+            v_versions bigint[] := '{}';
+            v_hashes bytea[] := '{}';
         BEGIN
-            SELECT count(*) INTO v_existing FROM {{s}}.events WHERE id = ANY(p_ids);
-            IF v_existing > 0 THEN
+            -- A retried batch repeats its first event id. One equality probe: PL/pgSQL caches generic plans, and a generic
+            -- plan for "id = ANY(p_ids)" on a table not yet analyzed scanned the whole log per append. A batch that
+            -- repeats only later ids fails on the unique index instead (23505), with nothing written.
+            IF EXISTS (SELECT 1 FROM {{s}}.events WHERE id = p_ids[1]) THEN
+                SELECT count(*) INTO v_existing FROM {{s}}.events WHERE id = ANY(p_ids);
                 IF v_existing = cardinality(p_ids)
                    AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ANY(p_ids) AND stream_id <> p_stream) THEN
                     RETURN QUERY SELECT e.position, e.version, e.recorded_at, e.hash, true
@@ -136,20 +139,23 @@ internal static class StoreSchema
                 INSERT INTO {{s}}.streams (id, type, created_at) VALUES (p_stream, p_stream_type, v_now) ON CONFLICT (id) DO NOTHING;
             END IF;
 
+            -- The chain is sequential, so hashes are computed in a loop; the rows then go in with one INSERT.
             FOR i IN 1 .. cardinality(p_ids) LOOP
                 v_version := v_version + 1;
-                v_data := p_data[i];
-                v_meta := p_metadata[i];
                 -- Canonical bytes (documented in the README): fields joined by LF, jsonb in PostgreSQL's text form.
                 v_hash := sha256(coalesce(v_hash, ''::bytea) || convert_to(
                     p_stream || E'\n' || v_version::text || E'\n' || p_ids[i]::text || E'\n' || p_types[i] || E'\n' ||
-                    v_stamp || E'\n' || v_data::text || E'\n' || v_meta::text, 'UTF8'));
-                INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
-                VALUES (p_ids[i], p_stream, v_version, p_types[i], v_data, v_meta, v_now, v_hash)
-                RETURNING position INTO o_position;
-                o_version := v_version; o_recorded_at := v_now; o_hash := v_hash; o_duplicate := false;
-                RETURN NEXT;
+                    v_stamp || E'\n' || p_data[i]::text || E'\n' || p_metadata[i]::text, 'UTF8'));
+                v_versions[i] := v_version;
+                v_hashes[i] := v_hash;
             END LOOP;
+
+            RETURN QUERY
+            INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
+            SELECT u.id, p_stream, u.version, u.type, u.data, u.metadata, v_now, u.hash
+            FROM unnest(p_ids, v_versions, p_types, p_data, p_metadata, v_hashes) AS u(id, version, type, data, metadata, hash)
+            ORDER BY u.version
+            RETURNING position, version, recorded_at, hash, false;
 
         END $f$;
         """;

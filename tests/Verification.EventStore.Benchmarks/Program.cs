@@ -14,7 +14,8 @@ var seconds = args.Length > 1 ? double.Parse(args[1], CultureInfo.InvariantCultu
 var catchUpEvents = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 200_000;
 var duration = TimeSpan.FromSeconds(seconds);
 
-await using var dataSource = new NpgsqlDataSourceBuilder(new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = 64 }.ConnectionString).Build();
+// Raw and store on one data source with the settings services run with (prepared statements, no reset on return).
+await using var dataSource = new NpgsqlDataSourceBuilder(ServiceCollectionExtensions.WithStoreSettings(new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = 64 }.ConnectionString)).Build();
 await Exec(dataSource, "DROP SCHEMA IF EXISTS bench CASCADE; DROP SCHEMA IF EXISTS raw CASCADE; CREATE SCHEMA raw;" +
     "CREATE TABLE raw.events (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(), " +
     "id uuid NOT NULL UNIQUE, stream_id text NOT NULL, version bigint NOT NULL, type text NOT NULL, data jsonb NOT NULL, metadata jsonb NOT NULL, " +

@@ -91,6 +91,11 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         var partial = await Assert.ThrowsAsync<PostgresException>(() =>
             Store.OpenSession().Append(id, "incident", 2, [batch[0], new NewEvent(Guid.NewGuid(), new Revised(id, 7))]).SaveChangesAsync());
         Assert.Equal("VE002", partial.SqlState);
+        // Repeating a later id only: the unique index refuses it, and nothing of the batch is written.
+        var later = await Assert.ThrowsAsync<PostgresException>(() =>
+            Store.OpenSession().Append(id, "incident", 2, [new NewEvent(Guid.NewGuid(), new Revised(id, 8)), batch[1]]).SaveChangesAsync());
+        Assert.Equal(PostgresErrorCodes.UniqueViolation, later.SqlState);
+        Assert.Equal(2, (await Store.ReadStreamAsync(id)).Count);
     }
 
     [Fact]
