@@ -52,6 +52,12 @@ public sealed class EventStore : IAsyncDisposable
 
     internal Signals Signals { get; }
 
+    /// <summary>
+    /// Completes at the next commit this process sees (its own, or another instance's through NOTIFY). Take it before
+    /// reading, then wait on it, so a commit in between is never missed; poll as well, as the daemon does.
+    /// </summary>
+    public Task NextCommit => Signals.NextEvents;
+
     /// <summary>The verifiable log's leaves, kept in memory and extended as events settle.</summary>
     public LogTree Tree { get; }
 

@@ -102,4 +102,33 @@ public sealed class DecisionTests
         Assert.Equal("Інцидент inc-1 у Kharkiv", Rules.Render(alert.Raised, "uk"));
         Assert.StartsWith("Incident inc-1: missileStrike at Kharkiv", Rules.Render(alert.Raised, "ru"), StringComparison.Ordinal);
     }
+    [Fact]
+    public async Task The_feed_sends_each_version_once_and_never_an_older_one_after_a_newer()
+    {
+        var feed = new Verification.Hotline.Alerts.Reading.AlertFeed();
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        // The iterator runs up to its first wait on MoveNextAsync: the subscription is in place before anything is published.
+        await using var subscription = feed.SubscribeAsync("RU", stop.Token).GetAsyncEnumerator(stop.Token);
+        var next = subscription.MoveNextAsync();
+        var raised = Raised();
+        feed.Publish(raised, 1);
+        var acknowledged = Alert.Evolve(raised, new AlertAcknowledged(raised.Id, "RU", "ru-officer", AcknowledgementResponse.Received, null, false, Now))!;
+        feed.Publish(raised, 1);          // the log's tail, late: the same version again
+        feed.Publish(acknowledged, 2);
+        feed.Publish(raised, 1);          // the tail, later still: an older version
+        feed.Publish(acknowledged, 2);
+        var received = new List<AlertStatus>();
+        while (await next)
+        {
+            received.Add(subscription.Current.Status);
+            if (received.Count == 2) break;
+            next = subscription.MoveNextAsync();
+        }
+        Assert.Equal([AlertStatus.Open, AlertStatus.Acknowledged], received);
+        // Everything was published before reading: a third item would be there already.
+        var third = subscription.MoveNextAsync();
+        Assert.False(third.IsCompleted, "nothing more was sent");
+        await stop.CancelAsync();   // the officer disconnects
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await third);
+    }
 }

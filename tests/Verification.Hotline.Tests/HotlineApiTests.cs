@@ -188,6 +188,31 @@ public sealed class HotlineApiTests(HotlineServers servers) : IClassFixture<Hotl
     }
 
     [Fact]
+    public async Task An_officer_on_one_replica_hears_an_alert_raised_on_another()
+    {
+        using var ruFeed = await OpenFeedAsync("RU");
+        await using var other = await servers.StartHotlineAsync();   // a second replica on the same database and queues
+        using var sent = await other.SendAsync(HttpMethod.Post, "/pre-notifications", new
+        {
+            toParty = "RU", activity = "repairCrew", latitude = 50.45, longitude = 30.52, radiusKm = 3, region = "Kyiv",
+            windowFrom = DateTimeOffset.UtcNow.AddHours(1), windowTo = DateTimeOffset.UtcNow.AddHours(5), details = "Heating plant repair",
+        }, Roles.Liaison, "UA");
+        Assert.Equal(HttpStatusCode.Created, sent.StatusCode);
+        var id = JsonDocument.Parse(await sent.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+        string line;
+        do line = await ReadEventAsync(ruFeed);   // alerts raised by other tests may come first
+        while (!line.Contains(id, StringComparison.Ordinal));
+        Assert.Contains("\"status\":\"open\"", line, StringComparison.Ordinal);
+
+        // Its acknowledgement on the first replica reaches the feed once, with the new state.
+        using var ack = await Hotline.SendAsync(HttpMethod.Post, $"/alerts/{id}/acknowledgement", new { }, Roles.Liaison, "RU");
+        Assert.Equal(HttpStatusCode.OK, ack.StatusCode);
+        do line = await ReadEventAsync(ruFeed);
+        while (!line.Contains(id, StringComparison.Ordinal));
+        Assert.DoesNotContain("\"status\":\"open\"", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_pre_notification_is_acknowledged_by_the_other_party_and_the_window_is_published()
     {
         using var sent = await Hotline.SendAsync(HttpMethod.Post, "/pre-notifications", new

@@ -34,6 +34,7 @@ public static class HotlineModule
         });
         builder.Services.AddSingleton<HotlineRules>();
         builder.Services.AddSingleton<AlertFeed>();
+        builder.Services.AddHostedService<AlertFeedTail>();
         builder.Services.AddHostedService<DeadlineWorker>();
         defaults.Bus.Add(bus =>
         {

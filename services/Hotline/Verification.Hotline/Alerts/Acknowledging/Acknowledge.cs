@@ -38,7 +38,7 @@ public static class Acknowledge
         foreach (var message in Messages.For(after, events)) session.Publish(message, id);
         // Two officers racing: the stream version lets exactly one through; the other gets 409.
         var saved = await session.SaveChangesAsync(http.RequestAborted);
-        feed.Publish(after);
+        feed.Publish(after, saved[0].Version);
         return TypedResults.Ok(new AlertCommandResult(id, saved[0].Version, after.Status));
     }
 }

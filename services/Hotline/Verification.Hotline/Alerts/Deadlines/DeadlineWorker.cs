@@ -61,7 +61,7 @@ public sealed partial class DeadlineWorker([FromKeyedServices(HotlineModule.Name
             try
             {
                 await session.SaveChangesAsync(cancellationToken);
-                feed.Publish(after);
+                feed.Publish(after, version + events.Length);
                 fired++;
             }
             catch (ConcurrencyException)

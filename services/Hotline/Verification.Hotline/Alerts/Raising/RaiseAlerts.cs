@@ -52,7 +52,7 @@ public static class RaiseAlerts
                     }
                     return Task.CompletedTask;
                 }, cancellationToken);
-                if (handled) foreach (var alert in raised) feed.Publish(Alert.Evolve(null, alert)!);
+                if (handled) foreach (var alert in raised) feed.Publish(Alert.Evolve(null, alert)!, 1);
                 return;
             }
             catch (Verification.EventStore.ConcurrencyException) when (attempt < 3)

@@ -22,18 +22,43 @@ public sealed record AlertView(
 public sealed record AlertPage(IReadOnlyList<AlertView> Items, int Page, int PageSize);
 
 /// <summary>Pushes new alerts and escalations to the connected officers of the addressed party only.</summary>
+/// <summary>
+/// The live feed's subscribers in this process. The code that changes an alert publishes it at once; the log's tail
+/// (<see cref="AlertFeedTail"/>) publishes it again when it settles, which brings other replicas' alerts too. Each
+/// version goes out once, in order: a second arrival, or an older version after a newer one, is dropped.
+/// </summary>
 public sealed class AlertFeed
 {
+    private const int Remembered = 10_000;
     private readonly Lock _gate = new();
     private readonly List<(string Party, Channel<Alert> Channel)> _subscribers = [];
+    private readonly Dictionary<string, long> _versions = [];
+    private readonly Queue<string> _order = new();
 
-    public void Publish(Alert alert)
+    /// <summary>Sends the alert as of its stream <paramref name="version"/>, unless that version or a later one went out.</summary>
+    public void Publish(Alert alert, long version)
     {
         lock (_gate)
         {
+            if (_versions.TryGetValue(alert.Id, out var sent))
+            {
+                if (version <= sent) return;
+            }
+            else
+            {
+                _order.Enqueue(alert.Id);
+                if (_order.Count > Remembered) _versions.Remove(_order.Dequeue());
+            }
+            _versions[alert.Id] = version;
             foreach (var (party, channel) in _subscribers)
                 if (party == alert.Raised.Addressee) channel.Writer.TryWrite(alert);
         }
+    }
+
+    /// <summary>The newest version of the alert sent here (0: none this process remembers).</summary>
+    public long SentVersion(string alertId)
+    {
+        lock (_gate) return _versions.GetValueOrDefault(alertId);
     }
 
     public async IAsyncEnumerable<Alert> SubscribeAsync(string party, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
@@ -132,4 +157,58 @@ public static class AlertQueries
             // the officer disconnected
         }
     }
+}
+
+/// <summary>
+/// Follows the hotline's log from the moment the service starts, in commit order, and pushes each alert's state as of
+/// its newest event to the feed: alerts written by other replicas reach this one's officers. Woken by commits here
+/// and, through NOTIFY, by other replicas'.
+/// </summary>
+public sealed partial class AlertFeedTail([FromKeyedServices(HotlineModule.Name)] EventStore.EventStore store, AlertFeed feed, ILogger<AlertFeedTail> logger)
+    : BackgroundService
+{
+    private static readonly TimeSpan Coalesce = TimeSpan.FromMilliseconds(100);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        LogPosition? position = null;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                position ??= await store.HeadAsync(stoppingToken);   // live only: what committed before start is in GET /alerts
+                var wake = store.NextCommit;
+                var page = await store.ReadAllAsync(position.Value, 500, stoppingToken);
+                if (page.Count == 0)
+                {
+                    try { await wake.WaitAsync(store.Options.PollInterval, stoppingToken); }
+                    catch (TimeoutException) { /* poll */ }
+                    continue;
+                }
+                foreach (var newest in page.Where(e => e.Data is AlertRaised or AlertAcknowledged or AlertObjected or AlertExpiredUnacknowledged or AlertEscalated or AlertLapsed)
+                             .GroupBy(e => e.StreamId).Select(g => g.MaxBy(e => e.Version)!))
+                {
+                    // Written by this replica, which sent it at once: nothing to read.
+                    if (feed.SentVersion(newest.StreamId) >= newest.Version) continue;
+                    var (alert, version) = await store.AggregateAsync<Alert>(newest.StreamId, Alert.Evolve, toVersion: newest.Version, cancellationToken: stoppingToken);
+                    if (alert is not null) feed.Publish(alert, version);
+                }
+                position = new LogPosition(page[^1].TransactionId, page[^1].Position);
+                // This replica's own alerts went out already; others' may wait a moment: one read per interval, not per commit.
+                if (page.Count < 500) await Task.Delay(Coalesce, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                LogFailed(logger, e);
+                await Task.Delay(store.Options.PollInterval, stoppingToken);
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "The alert feed could not read the log; retrying")]
+    private static partial void LogFailed(ILogger logger, Exception exception);
 }

@@ -48,7 +48,7 @@ public static class SendPreNotification
                 .Append(raised.AlertId, "alert", ExpectedVersion.NoStream, raised);
             foreach (var message in Messages.For(alert, [raised])) session.Publish(message, raised.AlertId);
             await session.SaveChangesAsync(http.RequestAborted);
-            feed.Publish(alert);
+            feed.Publish(alert, 1);
             return TypedResults.Created($"/alerts/{raised.AlertId}", new SentResponse(raised.AlertId, raised.DueAt));
         }).RequireAuthorization(Roles.Liaison);
 }
