@@ -18,6 +18,7 @@ public sealed class EventSession
     private readonly List<(string StreamId, string StreamType, long? Expected, NewEvent[] Events)> _appends = [];
     private readonly List<(object Message, string? StreamId, Guid? MessageId)> _messages = [];
     private readonly List<(string Consumer, Guid MessageId)> _processed = [];
+    private Dictionary<int, string>? _metadataJson;
 
     internal EventSession(EventStore store, EventMetadata metadata)
     {
@@ -76,13 +77,12 @@ public sealed class EventSession
             command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => e.Id).ToArray() });
             command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => types.NameOf(e.Data.GetType()).Name).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
             command.Parameters.Add(EventStore.Jsonb(events.Select(e => types.Serialize(e.Data)).ToArray()));
-            command.Parameters.Add(EventStore.Jsonb(events.Select(e => JsonSerializer.Serialize(
-                _metadata with { SchemaVersion = types.NameOf(e.Data.GetType()).Version }, EventTypes.Json)).ToArray()));
+            command.Parameters.Add(EventStore.Jsonb(events.Select(e => MetadataJson(types.NameOf(e.Data.GetType()).Version)).ToArray()));
             batch.BatchCommands.Add(command);
         }
         // After the appends: a stream's messages then commit in the order its row lock admits writers.
         var seed = _appends.Count > 0 ? _appends[0].Events[0].Id : Guid.NewGuid();
-        var headers = JsonSerializer.Serialize(new Dictionary<string, string?>
+        var headers = _messages.Count == 0 ? "" : JsonSerializer.Serialize(new Dictionary<string, string?>
         {
             ["traceparent"] = Activity.Current?.Id,
             ["correlationId"] = _metadata.CorrelationId,
@@ -159,6 +159,15 @@ public sealed class EventSession
         }
         _store.Signals.Committed(events: stored.Count > 0, outbox: _messages.Count > 0);
         return results;
+    }
+
+    /// <summary>The session's metadata as JSON for one schema version, serialized once per version, not once per event.</summary>
+    private string MetadataJson(int schemaVersion)
+    {
+        _metadataJson ??= [];
+        if (!_metadataJson.TryGetValue(schemaVersion, out var json))
+            _metadataJson[schemaVersion] = json = JsonSerializer.Serialize(_metadata with { SchemaVersion = schemaVersion }, EventTypes.Json);
+        return json;
     }
 
     /// <summary>A stable id for the i-th message of a batch whose first event is <paramref name="seed"/>.</summary>
