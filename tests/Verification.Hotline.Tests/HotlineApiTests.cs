@@ -192,36 +192,19 @@ public sealed class HotlineApiTests(HotlineServers servers) : IClassFixture<Hotl
     {
         using var ruFeed = await OpenFeedAsync("RU");
         await using var other = await servers.StartHotlineAsync();   // a second replica on the same database and queues
-        using var sent = await other.SendAsync(HttpMethod.Post, "/pre-notifications", new
-        {
-            toParty = "RU", activity = "repairCrew", latitude = 50.45, longitude = 30.52, radiusKm = 3, region = "Kyiv",
-            windowFrom = DateTimeOffset.UtcNow.AddHours(1), windowTo = DateTimeOffset.UtcNow.AddHours(5), details = "Heating plant repair",
-        }, Roles.Liaison, "UA");
-        Assert.Equal(HttpStatusCode.Created, sent.StatusCode);
-        var id = JsonDocument.Parse(await sent.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
-        string line;
-        do line = await ReadEventAsync(ruFeed);   // alerts raised by other tests may come first
-        while (!line.Contains(id, StringComparison.Ordinal));
-        Assert.Contains("\"status\":\"open\"", line, StringComparison.Ordinal);
+        var id = await SendPreNotificationAsync(other, 50.45, 30.52, "Kyiv", TimeSpan.FromHours(4), "Heating plant repair");
+        Assert.Contains("\"status\":\"open\"", await ReadEventAboutAsync(ruFeed, id), StringComparison.Ordinal);
 
         // Its acknowledgement on the first replica reaches the feed once, with the new state.
         using var ack = await Hotline.SendAsync(HttpMethod.Post, $"/alerts/{id}/acknowledgement", new { }, Roles.Liaison, "RU");
         Assert.Equal(HttpStatusCode.OK, ack.StatusCode);
-        do line = await ReadEventAsync(ruFeed);
-        while (!line.Contains(id, StringComparison.Ordinal));
-        Assert.DoesNotContain("\"status\":\"open\"", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("\"status\":\"open\"", await ReadEventAboutAsync(ruFeed, id), StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task A_pre_notification_is_acknowledged_by_the_other_party_and_the_window_is_published()
     {
-        using var sent = await Hotline.SendAsync(HttpMethod.Post, "/pre-notifications", new
-        {
-            toParty = "RU", activity = "repairCrew", latitude = 47.51, longitude = 34.58, radiusKm = 5, region = "Zaporizhzhia",
-            windowFrom = DateTimeOffset.UtcNow.AddHours(1), windowTo = DateTimeOffset.UtcNow.AddHours(7), details = "Repair of the 750 kV line",
-        }, Roles.Liaison, "UA");
-        Assert.Equal(HttpStatusCode.Created, sent.StatusCode);
-        var id = JsonDocument.Parse(await sent.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+        var id = await SendPreNotificationAsync(Hotline, 47.51, 34.58, "Zaporizhzhia", TimeSpan.FromHours(6), "Repair of the 750 kV line");
         Assert.NotNull(await AlertAsync(id, "UA")); // the sender can read its own notice
         using var selfAck = await Hotline.SendAsync(HttpMethod.Post, $"/alerts/{id}/acknowledgement", new { }, Roles.Liaison, "UA");
         Assert.Equal(HttpStatusCode.Forbidden, selfAck.StatusCode);
@@ -250,6 +233,27 @@ public sealed class HotlineApiTests(HotlineServers servers) : IClassFixture<Hotl
             using var resume = await Hotline.SendAsync(HttpMethod.Put, "/channels/UA", new { status = "active" }, Roles.Liaison, "UA");
             Assert.Equal(HttpStatusCode.OK, resume.StatusCode);
         }
+    }
+
+    /// <summary>UA's liaison notifies RU of a repair crew's window starting in an hour; returns the alert id.</summary>
+    private static async Task<string> SendPreNotificationAsync(ServiceHost host, double latitude, double longitude, string region, TimeSpan length, string details)
+    {
+        var from = DateTimeOffset.UtcNow.AddHours(1);
+        using var sent = await host.SendAsync(HttpMethod.Post, "/pre-notifications", new
+        {
+            toParty = "RU", activity = "repairCrew", latitude, longitude, radiusKm = 5, region, windowFrom = from, windowTo = from + length, details,
+        }, Roles.Liaison, "UA");
+        Assert.Equal(HttpStatusCode.Created, sent.StatusCode);
+        return JsonDocument.Parse(await sent.Content.ReadAsStringAsync()).RootElement.GetProperty("id").GetString()!;
+    }
+
+    /// <summary>The next feed event about <paramref name="id"/>: alerts raised by other tests may come first.</summary>
+    private static async Task<string> ReadEventAboutAsync(StreamReader reader, string id)
+    {
+        string line;
+        do line = await ReadEventAsync(reader);
+        while (!line.Contains(id, StringComparison.Ordinal));
+        return line;
     }
 
     private async Task<StreamReader> OpenFeedAsync(string party)
