@@ -224,33 +224,32 @@ public sealed class LogTree
     internal LogTree(EventStore store) => _store = store;
 
     /// <summary>The first <paramref name="size"/> leaves (all, if null or larger) and their events' positions.</summary>
-    public async Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(long? size = null, CancellationToken cancellationToken = default)
-    {
-        await _gate.WaitAsync(cancellationToken);
-        try
+    public Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(long? size = null, CancellationToken cancellationToken = default) =>
+        ReadAsync(() =>
         {
-            await ExtendAsync(cancellationToken);
             var n = (int)Math.Min(size ?? long.MaxValue, _leaves.Count);
             return (_leaves.GetRange(0, n), _positions.GetRange(0, n));
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
+        }, cancellationToken);
 
     /// <summary>The whole settled log's size and RFC 9162 root.</summary>
-    public async Task<(long Size, byte[] Root)> HeadAsync(CancellationToken cancellationToken = default)
-    {
-        await _gate.WaitAsync(cancellationToken);
-        try
+    public Task<(long Size, byte[] Root)> HeadAsync(CancellationToken cancellationToken = default) =>
+        ReadAsync(() =>
         {
-            await ExtendAsync(cancellationToken);
-            if (_peaks.Count == 0) return (0, SHA256.HashData([]));
+            if (_peaks.Count == 0) return (0L, SHA256.HashData([]));
             // MTH splits at the largest power of two below n: the first peak on the left, the rest folded on the right.
             var root = _peaks[^1].Hash;
             for (var i = _peaks.Count - 2; i >= 0; i--) root = Merkle.NodeHash(_peaks[i].Hash, root);
-            return (_leaves.Count, root);
+            return ((long)_leaves.Count, root);
+        }, cancellationToken);
+
+    /// <summary>Brings the tree up to the settled log, then reads it, one caller at a time.</summary>
+    private async Task<T> ReadAsync<T>(Func<T> read, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            await ExtendAsync(cancellationToken);
+            return read();
         }
         finally
         {
@@ -322,21 +321,8 @@ public static class VerifiableLog
     /// Leaf hashes of the settled log (the first <paramref name="size"/>, or all), and each leaf's event position, read
     /// afresh from the database: for checking what is stored against heads already signed.
     /// </summary>
-    public static async Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(this EventStore store, long? size = null, CancellationToken cancellationToken = default)
-    {
-        await using var command = store.DataSource.CreateCommand(
-            $"SELECT position, hash FROM {store.Schema}.events WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY transaction_id, position LIMIT @n");
-        command.Parameters.AddWithValue("n", size ?? long.MaxValue);
-        var leaves = new List<byte[]>();
-        var positions = new List<long>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken))
-        {
-            positions.Add(reader.GetInt64(0));
-            leaves.Add(Merkle.LeafHash(Entry(reader.GetInt64(0), reader.GetFieldValue<byte[]>(1))));
-        }
-        return (leaves, positions);
-    }
+    public static Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(this EventStore store, long? size = null, CancellationToken cancellationToken = default) =>
+        new LogTree(store).LeavesAsync(size, cancellationToken);
 
     /// <summary>Signs the head of the service's own tree (<see cref="EventStore.Tree"/>, extended as events settle).</summary>
     public static async Task<TreeHead> SignTreeHeadAsync(this EventStore store, ECDsa key, DateTimeOffset now, CancellationToken cancellationToken = default)

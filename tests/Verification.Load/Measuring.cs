@@ -100,17 +100,7 @@ public static class Baselines
         try
         {
             var total = Stopwatch.StartNew();
-            var inFlight = new List<Task>();
-            for (var i = 0; i < count; i++)
-            {
-                inFlight.Add(bus.Publish(new BusProbe(Stopwatch.GetTimestamp())));   // published, as the outbox relay does
-                if (inFlight.Count >= 64)
-                {
-                    await Task.WhenAll(inFlight);
-                    inFlight.Clear();
-                }
-            }
-            await Task.WhenAll(inFlight);
+            await PublishWindowedAsync(count, () => bus.Publish(new BusProbe(Stopwatch.GetTimestamp())));   // published, as the outbox relay does
             await done.Task.WaitAsync(TimeSpan.FromSeconds(120));
             return new Baseline(count, count / total.Elapsed.TotalSeconds, new Samples(latencies));
         }
@@ -118,6 +108,20 @@ public static class Baselines
         {
             await bus.StopAsync();
         }
+    }
+
+    /// <summary>Publishes <paramref name="count"/> times with a window of 64 confirmations in flight, as MassTransit keeps several outstanding.</summary>
+    private static async Task PublishWindowedAsync(int count, Func<Task> publish)
+    {
+        var inFlight = new List<Task>(64);
+        for (var i = 0; i < count; i++)
+        {
+            inFlight.Add(publish());
+            if (inFlight.Count < 64) continue;
+            await Task.WhenAll(inFlight);
+            inFlight.Clear();
+        }
+        await Task.WhenAll(inFlight);
     }
 
     /// <summary>Publisher confirms on, one consumer: each message's time from publish to receipt.</summary>
@@ -147,18 +151,7 @@ public static class Baselines
         };
         await consumerChannel.BasicConsumeAsync(queue, autoAck: true, consumer);
         var total = Stopwatch.StartNew();
-        // A window of confirmations in flight, as MassTransit keeps several publishes outstanding.
-        var inFlight = new List<Task>();
-        for (var i = 0; i < count; i++)
-        {
-            inFlight.Add(publisher.BasicPublishAsync("", queue, false, properties, BitConverter.GetBytes(Stopwatch.GetTimestamp())).AsTask());
-            if (inFlight.Count >= 64)
-            {
-                await Task.WhenAll(inFlight);
-                inFlight.Clear();
-            }
-        }
-        await Task.WhenAll(inFlight);
+        await PublishWindowedAsync(count, () => publisher.BasicPublishAsync("", queue, false, properties, BitConverter.GetBytes(Stopwatch.GetTimestamp())).AsTask());
         await done.Task.WaitAsync(TimeSpan.FromSeconds(60));
         var result = new Baseline(count, count / total.Elapsed.TotalSeconds, new Samples(latencies));
         if (quorum) await consumerChannel.QueueDeleteAsync(queue);
@@ -280,44 +273,36 @@ public sealed class Driver(DistributedSystem system, AuthSettings auth) : IDispo
     private static (string Name, double RssMb, double CpuSeconds) Servers(string? command, string label)
     {
         double ticks = 0, kb = 0;
-        var pids = command is null ? [Environment.ProcessId.ToString(CultureInfo.InvariantCulture)]
-            : Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(d => d!.All(char.IsAsciiDigit)).ToArray();
+        IEnumerable<int> pids = command is null ? [Environment.ProcessId]
+            : Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(d => d!.All(char.IsAsciiDigit)).Select(d => int.Parse(d!, CultureInfo.InvariantCulture));
         foreach (var pid in pids)
         {
-            try
-            {
-                var stat = File.ReadAllText($"/proc/{pid}/stat");
-                if (command is not null && stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')] != command) continue;
-                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                ticks += long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-                // Shared buffers count in every backend's RSS: report RSS for single processes only.
-                kb += long.Parse(fields[21], CultureInfo.InvariantCulture) * 4;
-            }
-            catch (IOException)
-            {
-                // The process ended while we looked.
-            }
+            if (Stat(pid) is not var (name, cpu, rss) || (command is not null && name != command)) continue;
+            ticks += cpu;
+            kb += rss;
         }
-        return (label, command == "postgres" ? double.NaN : kb / 1024, ticks / 100.0);
+        // Shared buffers count in every backend's RSS: report RSS for single processes only.
+        return (label, command == "postgres" ? double.NaN : kb / 1024, ticks);
     }
 
     private IEnumerable<(string Name, double RssMb, double CpuSeconds)> ServiceProcesses() =>
-        system.ProcessIds.Select(p =>
+        system.ProcessIds.Select(p => Stat(p.Value) is var (_, cpu, rss) ? (p.Key, rss / 1024, cpu) : (p.Key, double.NaN, double.NaN));
+
+    /// <summary>From /proc/PID/stat: the command name, CPU seconds (user + system) and resident KB; null if it ended.</summary>
+    private static (string Name, double CpuSeconds, double RssKb)? Stat(int pid)
+    {
+        try
         {
-            try
-            {
-                var stat = File.ReadAllText($"/proc/{p.Value}/stat");
-                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
-                var rss = File.ReadLines($"/proc/{p.Value}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-                var kb = double.Parse(rss.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
-                return (p.Key, kb / 1024, ticks / 100.0);
-            }
-            catch (IOException)
-            {
-                return (p.Key, double.NaN, double.NaN);
-            }
-        });
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+            return (stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')], ticks / 100.0, long.Parse(fields[21], CultureInfo.InvariantCulture) * 4.0);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
 
     private async Task<string> QueuesAsync()
     {

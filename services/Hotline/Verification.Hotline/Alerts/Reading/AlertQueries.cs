@@ -21,11 +21,11 @@ public sealed record AlertView(
 
 public sealed record AlertPage(IReadOnlyList<AlertView> Items, int Page, int PageSize);
 
-/// <summary>Pushes new alerts and escalations to the connected officers of the addressed party only.</summary>
 /// <summary>
-/// The live feed's subscribers in this process. The code that changes an alert publishes it at once; the log's tail
-/// (<see cref="AlertFeedTail"/>) publishes it again when it settles, which brings other replicas' alerts too. Each
-/// version goes out once, in order: a second arrival, or an older version after a newer one, is dropped.
+/// Pushes new alerts and escalations to this process's connected officers of the addressed party only. The code that
+/// changes an alert publishes it at once; the log's tail (<see cref="AlertFeedTail"/>) publishes it again when it
+/// settles, which brings other replicas' alerts too. Each version goes out once, in order: a second arrival, or an
+/// older version after a newer one, is dropped.
 /// </summary>
 public sealed class AlertFeed
 {
