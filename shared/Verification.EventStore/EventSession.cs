@@ -68,16 +68,35 @@ public sealed class EventSession
         await using var transaction = inline.Count > 0 ? await connection.BeginTransactionAsync(cancellationToken) : null;
         await using var batch = new NpgsqlBatch(connection, transaction);
 
+        var locked = _appends.Where(a => a.Events.Length > 1).DistinctBy(a => a.StreamId).OrderBy(a => a.StreamId, StringComparer.Ordinal).ToArray();
+        if (locked.Length > 0)
+        {
+            var lockStreams = new NpgsqlBatchCommand(_store.LockStreamsSql);
+            lockStreams.Parameters.Add(new NpgsqlParameter { Value = locked.Select(a => a.StreamId).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            lockStreams.Parameters.Add(new NpgsqlParameter { Value = locked.Select(a => a.StreamType).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            batch.BatchCommands.Add(lockStreams);
+        }
         foreach (var (streamId, streamType, expected, events) in _appends)
         {
-            var command = new NpgsqlBatchCommand($"SELECT o_position, o_version, o_recorded_at, o_hash, o_duplicate FROM {schema}.append_events($1, $2, $3, $4, $5, $6, $7)");
+            var command = new NpgsqlBatchCommand(_store.AppendSql[(int)(events.Length > 1 ? AppendShape.Many : expected > 0 ? AppendShape.OneAtVersion : AppendShape.One)]);
             command.Parameters.Add(new NpgsqlParameter { Value = streamId });
             command.Parameters.Add(new NpgsqlParameter { Value = streamType });
             command.Parameters.Add(new NpgsqlParameter { Value = (object?)expected ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
-            command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => e.Id).ToArray() });
-            command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => types.NameOf(e.Data.GetType()).Name).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-            command.Parameters.Add(EventStore.Jsonb(events.Select(e => types.Serialize(e.Data)).ToArray()));
-            command.Parameters.Add(EventStore.Jsonb(events.Select(e => MetadataJson(types.NameOf(e.Data.GetType()).Version)).ToArray()));
+            if (events.Length == 1)
+            {
+                var type = types.NameOf(events[0].Data.GetType());
+                command.Parameters.Add(new NpgsqlParameter { Value = events[0].Id });
+                command.Parameters.Add(new NpgsqlParameter { Value = type.Name, NpgsqlDbType = NpgsqlDbType.Text });
+                command.Parameters.Add(new NpgsqlParameter { Value = types.Serialize(events[0].Data), NpgsqlDbType = NpgsqlDbType.Jsonb });
+                command.Parameters.Add(new NpgsqlParameter { Value = MetadataJson(type.Version), NpgsqlDbType = NpgsqlDbType.Jsonb });
+            }
+            else
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => e.Id).ToArray() });
+                command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => types.NameOf(e.Data.GetType()).Name).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+                command.Parameters.Add(EventStore.Jsonb(events.Select(e => types.Serialize(e.Data)).ToArray()));
+                command.Parameters.Add(EventStore.Jsonb(events.Select(e => MetadataJson(types.NameOf(e.Data.GetType()).Version)).ToArray()));
+            }
             batch.BatchCommands.Add(command);
         }
         // After the appends: a stream's messages then commit in the order its row lock admits writers.
@@ -133,6 +152,7 @@ public sealed class EventSession
                         }
                         index++;
                     }
+                    if (positions.Count == 0) throw new InvalidOperationException($"the append to {streamId} returned no rows");
                     results.Add(new AppendResult(streamId, version, positions, duplicate));
                     await reader.NextResultAsync(cancellationToken);
                 }

@@ -48,7 +48,13 @@ public sealed class EventStore : IAsyncDisposable
         Options = options;
         Signals = new Signals(this);
         Tree = new LogTree(this);
+        AppendSql = Enum.GetValues<AppendShape>().Select(shape => StoreSchema.Append(Schema, shape)).ToArray();
+        LockStreamsSql = StoreSchema.LockStreams(Schema);
     }
+
+    // Built once: Npgsql finds its prepared statement by the text, and building it costs more than looking it up.
+    internal string[] AppendSql { get; }
+    internal string LockStreamsSql { get; }
 
     internal Signals Signals { get; }
 

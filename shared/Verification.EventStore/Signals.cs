@@ -65,6 +65,9 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
                 _pendingEvents = _pendingOutbox = false;
                 var sql = (events ? $"NOTIFY {store.EventsChannel};" : "") + (outbox ? $"NOTIFY {store.OutboxChannel};" : "");
                 if (sql.Length == 0) continue;
+                // A NOTIFY commits a transaction of its own; a wake-up needs no durability, so it does not wait for the
+                // WAL flush (which every append's commit would otherwise queue behind). Local to this transaction.
+                sql = "SELECT set_config('synchronous_commit', 'off', true);" + sql;
                 await using (var command = store.DataSource.CreateCommand(sql))
                     await command.ExecuteNonQueryAsync(_stop.Token);
                 // At most one NOTIFY per few milliseconds: under load it costs other processes ≤ 5 ms of latency,

@@ -1,20 +1,35 @@
 namespace Verification.EventStore;
 
 /// <summary>The store's tables and functions. Every statement is idempotent; migration runs under an advisory lock.</summary>
+/// <summary>Which statement appends: one event at an expected version, one event new or at any version, several.</summary>
+internal enum AppendShape { OneAtVersion, One, Many }
+
 internal static class StoreSchema
 {
     public static string Sql(string s) => $$"""
         CREATE SCHEMA IF NOT EXISTS {{s}};
 
-        -- Written once per stream; its version and last change come from the events themselves (stream_heads).
+        -- A stream's head: every append moves it (version, last hash) in the same statement that inserts the events,
+        -- and the row lock taken there queues the stream's writers, so one statement does an append.
         CREATE TABLE IF NOT EXISTS {{s}}.streams (
             id          text PRIMARY KEY,
             type        text NOT NULL,
+            version     bigint NOT NULL DEFAULT 0,
+            hash        bytea,
             created_at  timestamptz NOT NULL DEFAULT now(),
+            updated_at  timestamptz NOT NULL DEFAULT now(),
             archived    boolean NOT NULL DEFAULT false
-        );
-        -- Stores made before the stream_heads view kept a version on this row; it now comes from the events alone.
-        ALTER TABLE {{s}}.streams DROP COLUMN IF EXISTS version, DROP COLUMN IF EXISTS updated_at;
+        ) WITH (fillfactor = 70);
+        -- Stores from before kept the head only in the events: give their streams rows one, once.
+        DO $m$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{{s}}' AND table_name = 'streams' AND column_name = 'hash') THEN
+                ALTER TABLE {{s}}.streams ADD COLUMN version bigint NOT NULL DEFAULT 0, ADD COLUMN hash bytea,
+                    ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+                UPDATE {{s}}.streams s SET version = h.version, hash = h.hash, updated_at = h.recorded_at
+                FROM (SELECT DISTINCT ON (stream_id) stream_id, version, hash, recorded_at FROM {{s}}.events ORDER BY stream_id, version DESC) h
+                WHERE h.stream_id = s.id;
+            END IF;
+        END $m$;
 
         CREATE TABLE IF NOT EXISTS {{s}}.events (
             position        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -32,9 +47,7 @@ internal static class StoreSchema
         CREATE INDEX IF NOT EXISTS events_commit_order ON {{s}}.events (transaction_id, position);
 
         CREATE OR REPLACE VIEW {{s}}.stream_heads AS
-            SELECT s.id, s.type, h.version, s.created_at, h.recorded_at AS updated_at, s.archived
-            FROM {{s}}.streams s
-            CROSS JOIN LATERAL (SELECT e.version, e.recorded_at FROM {{s}}.events e WHERE e.stream_id = s.id ORDER BY e.version DESC LIMIT 1) h;
+            SELECT id, type, version, created_at, updated_at, archived FROM {{s}}.streams WHERE version > 0;
         -- recorded_at grows with position: a BRIN index serves time ranges at almost no cost per insert.
         CREATE INDEX IF NOT EXISTS events_recorded_at ON {{s}}.events USING brin (recorded_at);
 
@@ -97,68 +110,118 @@ internal static class StoreSchema
             PRIMARY KEY (projection, generation, id)
         );
 
-        -- One round trip per append: the expected version is checked (under the stream's row lock)
-        -- before any sequence number is taken, so a losing writer leaves no gap in the positions.
-        CREATE OR REPLACE FUNCTION {{s}}.append_events(
-            p_stream text, p_stream_type text, p_expected bigint,
-            p_ids uuid[], p_types text[], p_data jsonb[], p_metadata jsonb[])
-        RETURNS TABLE (o_position bigint, o_version bigint, o_recorded_at timestamptz, o_hash bytea, o_duplicate boolean)
-        LANGUAGE plpgsql AS $f$
-        DECLARE
-            v_version bigint;
-            v_hash bytea;
-            v_now timestamptz := now();
-            v_stamp text := to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
-            v_existing int;
-            v_versions bigint[] := '{}';
-            v_hashes bytea[] := '{}';
+        -- Appends are plain SQL (StoreSchema.Append); this function runs only when an append inserted nothing:
+        -- a batch whose ids are all stored in this stream already is a duplicate (true: return the stored rows);
+        -- one that repeats some ids is refused (VE002); otherwise the expected version was wrong (VE001).
+        DROP FUNCTION IF EXISTS {{s}}.append_events(text, text, bigint, uuid[], text[], jsonb[], jsonb[]);
+        DROP FUNCTION IF EXISTS {{s}}.append_refused(text, bigint, bigint, uuid[]);
+        CREATE OR REPLACE FUNCTION {{s}}.append_refused(p_stream text, p_expected bigint, p_ids uuid[])
+        RETURNS boolean LANGUAGE plpgsql AS $f$
         BEGIN
-            -- A retried batch repeats its first event id. One equality probe: PL/pgSQL caches generic plans, and a generic
-            -- plan for "id = ANY(p_ids)" on a table not yet analyzed scanned the whole log per append. A batch that
-            -- repeats only later ids fails on the unique index instead (23505), with nothing written.
             IF EXISTS (SELECT 1 FROM {{s}}.events WHERE id = p_ids[1]) THEN
-                SELECT count(*) INTO v_existing FROM {{s}}.events WHERE id = ANY(p_ids);
-                IF v_existing = cardinality(p_ids)
-                   AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ANY(p_ids) AND stream_id <> p_stream) THEN
-                    RETURN QUERY SELECT e.position, e.version, e.recorded_at, e.hash, true
-                                 FROM {{s}}.events e WHERE e.id = ANY(p_ids) ORDER BY e.version;
-                    RETURN;
+                IF (SELECT count(*) FROM {{s}}.events WHERE id = ANY(p_ids) AND stream_id = p_stream) = cardinality(p_ids) THEN
+                    RETURN true;
                 END IF;
                 RAISE EXCEPTION 'batch for stream % repeats some event ids but not all', p_stream USING ERRCODE = 'VE002';
             END IF;
-
-            -- Writers of one stream queue on an advisory lock (memory only: no row write, no page contention);
-            -- under it the head is read and the expected version checked before any sequence number is taken.
-            PERFORM pg_advisory_xact_lock(hashtextextended('{{s}}:' || p_stream, 0));
-            SELECT e.version, e.hash INTO v_version, v_hash FROM {{s}}.events e WHERE e.stream_id = p_stream ORDER BY e.version DESC LIMIT 1;
-            v_version := coalesce(v_version, 0);
-            IF p_expected IS NOT NULL AND v_version <> p_expected THEN
-                RAISE EXCEPTION 'stream % is at version %, not the expected %', p_stream, v_version, p_expected USING ERRCODE = 'VE001';
-            END IF;
-            IF v_version = 0 THEN
-                INSERT INTO {{s}}.streams (id, type, created_at) VALUES (p_stream, p_stream_type, v_now) ON CONFLICT (id) DO NOTHING;
-            END IF;
-
-            -- The chain is sequential, so hashes are computed in a loop; the rows then go in with one INSERT.
-            FOR i IN 1 .. cardinality(p_ids) LOOP
-                v_version := v_version + 1;
-                -- Canonical bytes (documented in the README): fields joined by LF, jsonb in PostgreSQL's text form.
-                v_hash := sha256(coalesce(v_hash, ''::bytea) || convert_to(
-                    p_stream || E'\n' || v_version::text || E'\n' || p_ids[i]::text || E'\n' || p_types[i] || E'\n' ||
-                    v_stamp || E'\n' || p_data[i]::text || E'\n' || p_metadata[i]::text, 'UTF8'));
-                v_versions[i] := v_version;
-                v_hashes[i] := v_hash;
-            END LOOP;
-
-            RETURN QUERY
-            INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
-            SELECT u.id, p_stream, u.version, u.type, u.data, u.metadata, v_now, u.hash
-            FROM unnest(p_ids, v_versions, p_types, p_data, p_metadata, v_hashes) AS u(id, version, type, data, metadata, hash)
-            ORDER BY u.version
-            RETURNING position, version, recorded_at, hash, false;
-
+            RAISE EXCEPTION 'stream % is at version %, not the expected %', p_stream,
+                coalesce((SELECT version FROM {{s}}.streams WHERE id = p_stream), 0), p_expected USING ERRCODE = 'VE001';
         END $f$;
         """;
+
+    /// <summary>
+    /// Before a session's multi-event appends: creates their streams' rows if new and locks them (sorted by the caller,
+    /// so two sessions never wait on each other crosswise). Its own statement because a statement reads with the
+    /// snapshot it started with: the append after it must see the head the lock made it wait for.
+    /// </summary>
+    public static string LockStreams(string s) => $$"""
+        INSERT INTO {{s}}.streams AS s (id, type) SELECT * FROM unnest($1::text[], $2::text[])
+        ON CONFLICT (id) DO UPDATE SET version = s.version
+        """;
+
+    /// <summary>
+    /// One append, one statement. A single event moves the stream's row (insert, or update under its row lock, which
+    /// re-reads the newest head after waiting) and inserts the event from what the row returns; several events follow
+    /// <see cref="LockStreams"/> and chain their hashes with a recursive query. Either way the expected version and the
+    /// first event id (a retry) are checked before any position is taken, and an append that inserts nothing calls
+    /// append_refused, which raises the conflict or marks the repeat. (A single event with an expected version needs no
+    /// probe for a retry: the first try moved the stream past the version the retry expects.) Parameters: stream, stream type, expected version
+    /// (null: any), then id, type name, data, metadata: scalars for one event, arrays for several.
+    /// Rows: position, version, recorded_at, hash, duplicate. No PL/pgSQL on the way: the call cost more than the insert.
+    /// </summary>
+    public static string Append(string s, AppendShape shape) => shape switch
+    {
+        // The row must exist at the expected version; the update waits for the stream's writer before it and re-reads.
+        AppendShape.OneAtVersion => AppendOne(s, $$"""
+            UPDATE {{s}}.streams s SET version = s.version + 1, hash = {{Hash("s.hash", "s.version + 1", "$4", "$5", "$6", "$7")}}, updated_at = now()
+            WHERE s.id = $1 AND s.version = $3
+            RETURNING version, hash
+            """),
+        // A new stream (expected 0) or any version (null): insert the row, or on a concurrent or existing one, move it (null only).
+        AppendShape.One => AppendOne(s, $$"""
+            INSERT INTO {{s}}.streams AS s (id, type, version, hash, created_at, updated_at)
+            SELECT $1, $2, 1, {{Hash("NULL", "1", "$4", "$5", "$6", "$7")}}, now(), now()
+            WHERE $3::bigint = 0 OR ($3 IS NULL AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = $4))
+            ON CONFLICT (id) DO UPDATE SET version = s.version + 1, hash = {{Hash("s.hash", "s.version + 1", "$4", "$5", "$6", "$7")}}, updated_at = now()
+            WHERE $3 IS NULL
+            RETURNING version, hash
+            """),
+        _ => AppendMany(s),
+    };
+
+    private static string AppendOne(string s, string head) => $$"""
+        WITH head AS (
+        {{head}}
+        ),
+        appended AS (
+            INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
+            SELECT $4, $1, version, $5, $6, $7, now(), hash FROM head
+            RETURNING position, version, recorded_at, hash
+        ),
+        refused AS (SELECT {{s}}.append_refused($1, $3, ARRAY[$4]) AS duplicate WHERE NOT EXISTS (SELECT 1 FROM head))
+        SELECT position, version, recorded_at, hash, false FROM appended
+        UNION ALL
+        SELECT e.position, e.version, e.recorded_at, e.hash, true FROM {{s}}.events e
+        WHERE e.id = $4 AND EXISTS (SELECT 1 FROM refused WHERE duplicate)
+        """;
+
+    private static string AppendMany(string s) => $$"""
+            WITH RECURSIVE verdict AS (
+                SELECT version, hash,
+                       CASE WHEN ($3::bigint IS NULL OR version = $3) AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ($4::uuid[])[1]) THEN true
+                            ELSE NOT {{s}}.append_refused($1, $3, $4) END AS fresh
+                FROM {{s}}.streams WHERE id = $1
+            ),
+            chain (n, version, hash) AS (
+                SELECT 0, version, hash FROM verdict WHERE fresh
+                UNION ALL
+                SELECT c.n + 1, c.version + 1,
+                       {{Hash("c.hash", "c.version + 1", "($4::uuid[])[c.n + 1]", "($5::text[])[c.n + 1]", "($6::jsonb[])[c.n + 1]", "($7::jsonb[])[c.n + 1]")}}
+                FROM chain c WHERE c.n < cardinality($4::uuid[])
+            ),
+            appended AS (
+                INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
+                SELECT ($4::uuid[])[n], $1, version, ($5::text[])[n], ($6::jsonb[])[n], ($7::jsonb[])[n], now(), hash
+                FROM chain WHERE n > 0 ORDER BY n
+                RETURNING position, version, recorded_at, hash
+            ),
+            advanced AS (
+                UPDATE {{s}}.streams s SET version = last.version, hash = last.hash, updated_at = now()
+                FROM (SELECT version, hash FROM chain WHERE n > 0 ORDER BY n DESC LIMIT 1) AS last
+                WHERE s.id = $1
+            )
+            SELECT position, version, recorded_at, hash, false FROM appended
+            UNION ALL
+            (SELECT e.position, e.version, e.recorded_at, e.hash, true
+             FROM unnest($4::uuid[]) AS u(id) JOIN {{s}}.events e ON e.id = u.id
+             WHERE EXISTS (SELECT 1 FROM verdict WHERE NOT fresh)
+             ORDER BY e.version)
+            """;
+
+    /// <summary>The chain link, over the canonical bytes documented in the README: fields joined by LF, jsonb in its text form.</summary>
+    private static string Hash(string previous, string version, string id, string type, string data, string metadata) =>
+        $"sha256(coalesce({previous}, ''::bytea) || convert_to($1 || E'\\n' || ({version})::text || E'\\n' || {id}::text || E'\\n' || {type} || E'\\n' || " +
+        $"to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || E'\\n' || {data}::text || E'\\n' || {metadata}::text, 'UTF8'))";
 
     /// <summary>Grants for the service's own login: read and insert events, never change them.</summary>
     public static string Grants(string s, string role) => $$"""

@@ -65,6 +65,81 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
     }
 
     [Fact]
+    public async Task Writers_at_any_version_single_events_and_batches_all_land_in_one_contiguous_chain()
+    {
+        var id = NewId();
+        using var start = new ManualResetEventSlim();
+        var writers = Enumerable.Range(0, 12).Select(i => Task.Run(async () =>
+        {
+            start.Wait();
+            object[] events = i % 3 == 0 ? [new Revised(id, i), new Revised(id, i + 100)] : [new Revised(id, i)];
+            await Store.AppendAsync(id, "incident", ExpectedVersion.Any, events);
+        })).ToArray();
+        start.Set();
+        await Task.WhenAll(writers);
+
+        var stored = await Store.ReadStreamAsync(id);
+        Assert.Equal(Enumerable.Range(1, 16).Select(v => (long)v), stored.Select(e => e.Version));
+        Assert.Equal(16, await fixture.ScalarAsync($"SELECT version FROM es.streams WHERE id = '{id}'"));
+        Assert.True((await Store.VerifyHashChainAsync()).Valid);
+    }
+
+    [Fact]
+    public async Task Of_many_writers_starting_one_stream_exactly_one_wins()
+    {
+        var id = NewId();
+        using var start = new ManualResetEventSlim();
+        var writers = Enumerable.Range(0, 8).Select(i => Task.Run(async () =>
+        {
+            start.Wait();
+            try
+            {
+                await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Kherson", i)]);
+                return true;
+            }
+            catch (ConcurrencyException e)
+            {
+                Assert.Equal(1, e.Actual);
+                return false;
+            }
+        })).ToArray();
+        start.Set();
+        Assert.Single(await Task.WhenAll(writers), won => won);
+        Assert.Single(await Store.ReadStreamAsync(id));
+    }
+
+    [Fact]
+    public async Task A_single_event_retried_is_a_no_op_whatever_version_it_expected()
+    {
+        var id = NewId();
+        foreach (var expected in new long?[] { ExpectedVersion.NoStream, 1, ExpectedVersion.Any })
+        {
+            NewEvent[] one = [new(Guid.NewGuid(), new Revised(id, 1))];
+            var first = await Store.OpenSession().Append(id, "incident", expected, one).SaveChangesAsync();
+            var retry = await Store.OpenSession().Append(id, "incident", expected, one).SaveChangesAsync();
+            Assert.False(first[0].Duplicate);
+            Assert.True(retry[0].Duplicate);
+            Assert.Equal(first[0].Positions, retry[0].Positions);
+            Assert.Equal(first[0].Version, retry[0].Version);
+        }
+        Assert.Equal(3, (await Store.ReadStreamAsync(id)).Count);
+    }
+
+    [Fact]
+    public async Task Expecting_a_version_of_a_stream_that_does_not_exist_is_a_conflict_and_creates_nothing()
+    {
+        var id = NewId();
+        foreach (var expected in new long[] { 3, -1 })
+        {
+            var error = await Assert.ThrowsAsync<ConcurrencyException>(() => Store.AppendAsync(id, "incident", expected, [new Revised(id, 1)]));
+            Assert.Equal(0, error.Actual);
+            await Assert.ThrowsAsync<ConcurrencyException>(() => Store.AppendAsync(id, "incident", expected, [new Revised(id, 1), new Revised(id, 2)]));
+        }
+        Assert.Equal(0, await fixture.ScalarAsync($"SELECT count(*) FROM es.streams WHERE id = '{id}'"));
+        Assert.Empty(await Store.ReadStreamAsync(id));
+    }
+
+    [Fact]
     public async Task Starting_a_stream_that_exists_is_a_conflict_and_writes_nothing()
     {
         var id = NewId();

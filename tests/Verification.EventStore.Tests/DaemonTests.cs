@@ -75,16 +75,24 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         Assert.Equal(streams, checks.Count);
     }
 
-    /// <summary>Appends inside a transaction the caller controls, through the store's own SQL function.</summary>
+    /// <summary>Appends inside a transaction the caller controls, with the store's own SQL.</summary>
     private static async Task AppendRawAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string stream, int n)
     {
-        await using var command = new NpgsqlCommand($"SELECT count(*) FROM {schema}.append_events(@s, 'incident', NULL, @ids, @types, @data, @meta)", connection, transaction);
-        command.Parameters.AddWithValue("s", stream);
-        command.Parameters.AddWithValue("ids", Enumerable.Range(0, n).Select(_ => Guid.NewGuid()).ToArray());
-        command.Parameters.AddWithValue("types", Enumerable.Repeat("revised", n).ToArray());
-        command.Parameters.Add(new NpgsqlParameter("data", NpgsqlDbType.Array | NpgsqlDbType.Jsonb) { Value = Enumerable.Repeat(JsonSerializer.Serialize(new Revised(stream, 1), EventTypes.Json), n).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter("meta", NpgsqlDbType.Array | NpgsqlDbType.Jsonb) { Value = Enumerable.Repeat("{\"schemaVersion\":1}", n).ToArray() });
-        await command.ExecuteScalarAsync();
+        await using (var lockCommand = new NpgsqlCommand(StoreSchema.LockStreams(schema), connection, transaction))
+        {
+            lockCommand.Parameters.AddWithValue(new[] { stream });
+            lockCommand.Parameters.AddWithValue(new[] { "incident" });
+            await lockCommand.ExecuteNonQueryAsync();
+        }
+        await using var command = new NpgsqlCommand(StoreSchema.Append(schema, AppendShape.Many), connection, transaction);
+        command.Parameters.AddWithValue(stream);
+        command.Parameters.AddWithValue("incident");
+        command.Parameters.Add(new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
+        command.Parameters.AddWithValue(Enumerable.Range(0, n).Select(_ => Guid.NewGuid()).ToArray());
+        command.Parameters.AddWithValue(Enumerable.Repeat("revised", n).ToArray());
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb, Value = Enumerable.Repeat(JsonSerializer.Serialize(new Revised(stream, 1), EventTypes.Json), n).ToArray() });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb, Value = Enumerable.Repeat("{\"schemaVersion\":1}", n).ToArray() });
+        await command.ExecuteNonQueryAsync();
     }
 
     [Fact]
