@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Event store benchmark: starts a private PostgreSQL with fsync ON (durable commits, like production),
 # runs the store against raw Npgsql baselines in the same run, prints a Markdown table.
-# Usage: bash scripts/bench-store.sh [seconds per write case] [events for catch-up]
+# Usage: bash scripts/bench-store.sh [seconds per side per write case, in alternating one-second turns] [events for catch-up]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/servers.sh

@@ -138,24 +138,22 @@ public sealed class EventSession
                 {
                     var positions = new List<long>();
                     long version = 0;
-                    var duplicate = false;
-                    var index = 0;
                     while (await reader.ReadAsync(cancellationToken))
                     {
+                        var index = positions.Count;
                         positions.Add(reader.GetInt64(0));
                         version = reader.GetInt64(1);
-                        duplicate = reader.GetBoolean(4);
-                        if (!duplicate)
-                        {
-                            stored.Add(new StoredEvent(reader.GetInt64(0), 0, events[index].Id, streamId, version, types.NameOf(events[index].Data.GetType()).Name,
-                                events[index].Data, _metadata, reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<byte[]>(3)));
-                        }
-                        index++;
+                        stored.Add(new StoredEvent(positions[index], 0, events[index].Id, streamId, version, types.NameOf(events[index].Data.GetType()).Name,
+                            events[index].Data, _metadata, reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<byte[]>(3)));
                     }
-                    if (positions.Count == 0) throw new InvalidOperationException($"the append to {streamId} returned no rows");
-                    results.Add(new AppendResult(streamId, version, positions, duplicate));
+                    // Nothing inserted and no conflict raised: the batch was stored before (read after the reader closes).
+                    results.Add(new AppendResult(streamId, version, positions, Duplicate: positions.Count == 0));
                     await reader.NextResultAsync(cancellationToken);
                 }
+            }
+            for (var i = 0; i < results.Count; i++)
+            {
+                if (results[i].Duplicate) results[i] = await StoredAsync(connection, transaction, _appends[i].StreamId, _appends[i].Events, cancellationToken);
             }
             if (transaction is not null)
             {
@@ -179,6 +177,22 @@ public sealed class EventSession
         }
         _store.Signals.Committed(events: stored.Count > 0, outbox: _messages.Count > 0);
         return results;
+    }
+
+    /// <summary>What an earlier, identical append stored.</summary>
+    private async Task<AppendResult> StoredAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string streamId, NewEvent[] events, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand($"SELECT position, version FROM {_store.Schema}.events WHERE id = ANY($1) ORDER BY version", connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => e.Id).ToArray() });
+        var positions = new List<long>();
+        long version = 0;
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken);
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            positions.Add(reader.GetInt64(0));
+            version = reader.GetInt64(1);
+        }
+        return new AppendResult(streamId, version, positions, Duplicate: true);
     }
 
     /// <summary>The session's metadata as JSON for one schema version, serialized once per version, not once per event.</summary>

@@ -34,7 +34,7 @@ var rows = new List<(string Case, double Rate, string Unit, string Ratio)>();
 
 foreach (var writers in new[] { 1, 16 })
 {
-    var raw = await Run(writers, async (w, i) =>
+    var (raw, appended) = await Compare(writers, async (w, i) =>
     {
         await using var command = dataSource.CreateCommand(
             "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) VALUES ($1, $2, $3, 'observed', $4::jsonb, $5::jsonb, $6)");
@@ -46,8 +46,7 @@ foreach (var writers in new[] { 1, 16 })
         command.Parameters.Add(new NpgsqlParameter { Value = new byte[32] });
         await command.ExecuteNonQueryAsync();
         return 1;
-    });
-    var appended = await Run(writers, async (w, i) =>
+    }, async (w, i) =>
     {
         await store.AppendAsync($"s-{writers}-{w}", "zone", i, [sample], EventMetadata.Empty);
         return 1;
@@ -62,7 +61,8 @@ var batchMeta = Enumerable.Repeat(metadata, batchSize).ToArray();
 var hashes = Enumerable.Range(0, batchSize).Select(_ => new byte[32]).ToArray();
 foreach (var writers in new[] { 1, 4 })
 {
-    var rawBatch = await Run(writers, async (w, i) =>
+    var events = Enumerable.Repeat<object>(sample, batchSize).ToArray();
+    var (rawBatch, storeBatch) = await Compare(writers, async (w, i) =>
     {
         await using var command = dataSource.CreateCommand(
             "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) " +
@@ -75,9 +75,7 @@ foreach (var writers in new[] { 1, 4 })
         command.Parameters.Add(new NpgsqlParameter { Value = hashes });
         await command.ExecuteNonQueryAsync();
         return batchSize;
-    });
-    var events = Enumerable.Repeat<object>(sample, batchSize).ToArray();
-    var storeBatch = await Run(writers, async (w, i) =>
+    }, async (w, i) =>
     {
         await store.AppendAsync($"b-{writers}-{w}", "zone", (long)i * batchSize, events, EventMetadata.Empty);
         return batchSize;
@@ -129,18 +127,31 @@ Console.WriteLine($"| case | rate | unit | store / raw |");
 Console.WriteLine($"| --- | ---: | --- | ---: |");
 foreach (var (name, rate, unit, ratio) in rows) Console.WriteLine($"| {name} | {rate:N0} | {unit} | {ratio} |");
 Console.WriteLine();
-Console.WriteLine($"peak working set {process.PeakWorkingSet64 / 1048576} MiB, managed heap {GC.GetTotalMemory(false) / 1048576} MiB, {seconds:0.#} s per write case, {Environment.ProcessorCount} cores");
+Console.WriteLine($"peak working set {process.PeakWorkingSet64 / 1048576} MiB, managed heap {GC.GetTotalMemory(false) / 1048576} MiB, {Math.Max(1, (int)Math.Round(seconds))} one-second turns each for raw and store per write case, {Environment.ProcessorCount} cores");
 return 0;
 
-async Task<double> Run(int writers, Func<int, int, Task<int>> operation)
+// Raw and store take turns in one-second slices, so a drift in the machine's speed (it is shared) falls on both alike.
+async Task<(double Raw, double Store)> Compare(int writers, Func<int, int, Task<int>> raw, Func<int, int, Task<int>> store)
 {
-    long done = 0;
-    var stop = Stopwatch.StartNew();
-    await Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+    var next = new int[2, writers];
+    long[] done = [0, 0];
+    var elapsed = new TimeSpan[2];
+    for (var round = 0; round < Math.Max(1, (int)Math.Round(duration.TotalSeconds)); round++)
     {
-        for (var i = 0; stop.Elapsed < duration; i++) Interlocked.Add(ref done, await operation(w, i));
-    })));
-    return done / stop.Elapsed.TotalSeconds;
+        await Slice(0, raw);
+        await Slice(1, store);
+    }
+    return (done[0] / elapsed[0].TotalSeconds, done[1] / elapsed[1].TotalSeconds);
+
+    async Task Slice(int side, Func<int, int, Task<int>> operation)
+    {
+        var stop = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
+        {
+            while (stop.Elapsed < TimeSpan.FromSeconds(1)) Interlocked.Add(ref done[side], await operation(w, next[side, w]++));
+        })));
+        elapsed[side] += stop.Elapsed;
+    }
 }
 
 async Task WaitCaughtUp()
