@@ -68,7 +68,11 @@ public sealed class EventSession
         await using var transaction = inline.Count > 0 ? await connection.BeginTransactionAsync(cancellationToken) : null;
         await using var batch = new NpgsqlBatch(connection, transaction);
 
-        var locked = _appends.Where(a => a.Events.Length > 1).DistinctBy(a => a.StreamId).OrderBy(a => a.StreamId, StringComparer.Ordinal).ToArray();
+        // Several appends run in stream order, after one statement that locks all their streams (sorted): two sessions
+        // over the same streams then never wait on each other crosswise. A lone multi-event append locks its own.
+        var order = Enumerable.Range(0, _appends.Count).OrderBy(i => _appends[i].StreamId, StringComparer.Ordinal).ToArray();
+        var lockAll = _appends.Count > 1;
+        var locked = order.Select(i => _appends[i]).Where(a => lockAll || a.Events.Length > 1).DistinctBy(a => a.StreamId).ToArray();
         if (locked.Length > 0)
         {
             var lockStreams = new NpgsqlBatchCommand(_store.LockStreamsSql);
@@ -76,9 +80,11 @@ public sealed class EventSession
             lockStreams.Parameters.Add(new NpgsqlParameter { Value = locked.Select(a => a.StreamType).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
             batch.BatchCommands.Add(lockStreams);
         }
-        foreach (var (streamId, streamType, expected, events) in _appends)
+        foreach (var (streamId, streamType, expected, events) in order.Select(i => _appends[i]))
         {
-            var command = new NpgsqlBatchCommand(_store.AppendSql[(int)(events.Length > 1 ? AppendShape.Many : expected > 0 ? AppendShape.OneAtVersion : AppendShape.One)]);
+            // A locked stream has its row already (version 0 if new), so a new one is started by moving that row from 0.
+            var shape = events.Length > 1 ? AppendShape.Many : expected > 0 || (expected == 0 && lockAll) ? AppendShape.OneAtVersion : AppendShape.One;
+            var command = new NpgsqlBatchCommand(_store.AppendSql[(int)shape]);
             command.Parameters.Add(new NpgsqlParameter { Value = streamId });
             command.Parameters.Add(new NpgsqlParameter { Value = streamType });
             command.Parameters.Add(new NpgsqlParameter { Value = (object?)expected ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
@@ -128,14 +134,15 @@ public sealed class EventSession
             batch.BatchCommands.Add(mark);
         }
 
-        var results = new List<AppendResult>();
+        var results = new AppendResult[_appends.Count];
         var stored = new List<StoredEvent>();
         try
         {
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
             {
-                foreach (var (streamId, _, _, events) in _appends)
+                foreach (var i in order)
                 {
+                    var (streamId, _, _, events) = _appends[i];
                     var positions = new List<long>();
                     long version = 0;
                     while (await reader.ReadAsync(cancellationToken))
@@ -147,11 +154,11 @@ public sealed class EventSession
                             events[index].Data, _metadata, reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<byte[]>(3)));
                     }
                     // Nothing inserted and no conflict raised: the batch was stored before (read after the reader closes).
-                    results.Add(new AppendResult(streamId, version, positions, Duplicate: positions.Count == 0));
+                    results[i] = new AppendResult(streamId, version, positions, Duplicate: positions.Count == 0);
                     await reader.NextResultAsync(cancellationToken);
                 }
             }
-            for (var i = 0; i < results.Count; i++)
+            for (var i = 0; i < results.Length; i++)
             {
                 if (results[i].Duplicate) results[i] = await StoredAsync(connection, transaction, _appends[i].StreamId, _appends[i].Events, cancellationToken);
             }

@@ -85,6 +85,24 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
     }
 
     [Fact]
+    public async Task Sessions_over_the_same_streams_in_opposite_orders_do_not_deadlock()
+    {
+        var a = NewId();
+        var b = NewId();
+        for (var round = 0; round < 20; round++)
+        {
+            var forward = Task.Run(() => Store.OpenSession().Append(b, "incident", ExpectedVersion.Any, new Revised(b, round)).Append(a, "incident", ExpectedVersion.Any, new Revised(a, round)).SaveChangesAsync());
+            var backward = Task.Run(() => Store.OpenSession().Append(a, "incident", ExpectedVersion.Any, new Revised(a, -round)).Append(b, "incident", ExpectedVersion.Any, new Revised(b, -round)).SaveChangesAsync());
+            var results = await Task.WhenAll(forward, backward);
+            // Results come back in the order the session appended, whatever order they ran in.
+            Assert.Equal([b, a], results[0].Select(r => r.StreamId));
+            Assert.Equal([a, b], results[1].Select(r => r.StreamId));
+        }
+        Assert.Equal(Enumerable.Range(1, 40).Select(v => (long)v), (await Store.ReadStreamAsync(a)).Select(e => e.Version));
+        Assert.Equal(40, await Store.StreamVersionAsync(b));
+    }
+
+    [Fact]
     public async Task Of_many_writers_starting_one_stream_exactly_one_wins()
     {
         var id = NewId();
