@@ -9,6 +9,19 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
     private EventStore Store => fixture.Store;
     private static string NewId() => "inc-" + Guid.NewGuid().ToString("N")[..12];
 
+    /// <summary>Starts <paramref name="n"/> writers held at one gate and lets them go together.</summary>
+    private static async Task<T[]> AllAtOnceAsync<T>(int n, Func<int, Task<T>> writer)
+    {
+        using var start = new ManualResetEventSlim();
+        var writers = Enumerable.Range(0, n).Select(i => Task.Run(() =>
+        {
+            start.Wait();
+            return writer(i);
+        })).ToArray();
+        start.Set();
+        return await Task.WhenAll(writers);
+    }
+
     [Fact]
     public async Task Appended_events_read_back_with_versions_names_and_metadata()
     {
@@ -36,10 +49,8 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Kyiv", 1)]);
         var before = await fixture.ScalarAsync("SELECT coalesce(max(position), 0) FROM es.events");
 
-        using var start = new ManualResetEventSlim();
-        var writers = Enumerable.Range(0, 16).Select(i => Task.Run(async () =>
+        var outcomes = await AllAtOnceAsync(16, async i =>
         {
-            start.Wait();
             try
             {
                 await Store.AppendAsync(id, "incident", 1, [new Revised(id, i)]);
@@ -51,9 +62,7 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
                 Assert.Equal(2, e.Actual);
                 return false;
             }
-        })).ToArray();
-        start.Set();
-        var outcomes = await Task.WhenAll(writers);
+        });
 
         Assert.Single(outcomes, won => won);
         Assert.Equal([1L, 2], (await Store.ReadStreamAsync(id)).Select(e => e.Version));
@@ -68,15 +77,11 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
     public async Task Writers_at_any_version_single_events_and_batches_all_land_in_one_contiguous_chain()
     {
         var id = NewId();
-        using var start = new ManualResetEventSlim();
-        var writers = Enumerable.Range(0, 12).Select(i => Task.Run(async () =>
+        await AllAtOnceAsync(12, i =>
         {
-            start.Wait();
             object[] events = i % 3 == 0 ? [new Revised(id, i), new Revised(id, i + 100)] : [new Revised(id, i)];
-            await Store.AppendAsync(id, "incident", ExpectedVersion.Any, events);
-        })).ToArray();
-        start.Set();
-        await Task.WhenAll(writers);
+            return Store.AppendAsync(id, "incident", ExpectedVersion.Any, events);
+        });
 
         var stored = await Store.ReadStreamAsync(id);
         Assert.Equal(Enumerable.Range(1, 16).Select(v => (long)v), stored.Select(e => e.Version));
@@ -106,10 +111,8 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
     public async Task Of_many_writers_starting_one_stream_exactly_one_wins()
     {
         var id = NewId();
-        using var start = new ManualResetEventSlim();
-        var writers = Enumerable.Range(0, 8).Select(i => Task.Run(async () =>
+        var outcomes = await AllAtOnceAsync(8, async i =>
         {
-            start.Wait();
             try
             {
                 await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Kherson", i)]);
@@ -120,9 +123,8 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
                 Assert.Equal(1, e.Actual);
                 return false;
             }
-        })).ToArray();
-        start.Set();
-        Assert.Single(await Task.WhenAll(writers), won => won);
+        });
+        Assert.Single(outcomes, won => won);
         Assert.Single(await Store.ReadStreamAsync(id));
     }
 
