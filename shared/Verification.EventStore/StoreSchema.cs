@@ -114,7 +114,6 @@ internal static class StoreSchema
         -- after: a batch whose ids are all stored in this stream already is a repeat (false: insert nothing, and the
         -- caller reads what is stored); one that repeats some ids is refused (VE002); else the version was wrong (VE001).
         DROP FUNCTION IF EXISTS {{s}}.append_events(text, text, bigint, uuid[], text[], jsonb[], jsonb[]);
-        DROP FUNCTION IF EXISTS {{s}}.append_refused(text, bigint, bigint, uuid[]);
         DROP FUNCTION IF EXISTS {{s}}.append_refused(text, bigint, uuid[]);
         CREATE OR REPLACE FUNCTION {{s}}.refuse_append(p_stream text, p_expected bigint, p_ids uuid[])
         RETURNS boolean LANGUAGE plpgsql AS $f$
@@ -131,8 +130,8 @@ internal static class StoreSchema
         """;
 
     /// <summary>
-    /// Before a session's multi-event appends: creates their streams' rows if new and locks them (sorted by the caller,
-    /// so two sessions never wait on each other crosswise). Its own statement because a statement reads with the
+    /// Before the appends of a session that has several, or an append of several events: creates their streams' rows if
+    /// new (version 0) and locks them, sorted by the caller, so two sessions never wait on each other crosswise. Its own statement because a statement reads with the
     /// snapshot it started with: the append after it must see the head the lock made it wait for.
     /// </summary>
     public static string LockStreams(string s) => $$"""
