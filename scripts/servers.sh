@@ -56,22 +56,28 @@ start_postgres() {
 
 # start_rabbitmq DIR [NODE]: a broker with its data in DIR/rabbit; a fixed NODE name keeps its queues between runs.
 start_rabbitmq() {
-  local dir=$1/rabbit port dist
+  local dir=$1/rabbit port dist attempt
   mkdir -p "$dir/mnesia" "$dir/log"
   echo '[].' >"$dir/enabled_plugins"
   [ "$(id -u)" = 0 ] && chown -R rabbitmq:rabbitmq "$dir"
-  port=$(free_port); dist=$(free_port)
-  RABBIT_NODE=${2:-"vr$$x$RANDOM@localhost"}
-  RABBITMQ_NODENAME=$RABBIT_NODE RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port \
-  RABBITMQ_DIST_PORT=$dist RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log \
-  RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins ERL_EPMD_ADDRESS=127.0.0.1 \
-    rabbitmq-server -detached >/dev/null 2>&1
-  # rabbitmqctl await_startup returns early: the AMQP port answering is what counts.
-  for _ in $(seq 1 300); do
-    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"; return 0; }
-    sleep 0.2
+  # As with PostgreSQL, a port can be taken between the check and the bind (the broker then stops itself):
+  # try other ports, and show the broker's log if all attempts fail.
+  for attempt in 1 2 3; do
+    port=$(free_port); dist=$(free_port)
+    RABBIT_NODE=${2:-"vr$$x$RANDOM@localhost"}
+    RABBITMQ_NODENAME=$RABBIT_NODE RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$port \
+    RABBITMQ_DIST_PORT=$dist RABBITMQ_MNESIA_BASE=$dir/mnesia RABBITMQ_LOG_BASE=$dir/log \
+    RABBITMQ_ENABLED_PLUGINS_FILE=$dir/enabled_plugins ERL_EPMD_ADDRESS=127.0.0.1 \
+      rabbitmq-server -detached >/dev/null 2>&1
+    # rabbitmqctl await_startup returns early: the AMQP port answering is what counts.
+    for _ in $(seq 1 300); do
+      (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && { AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"; return 0; }
+      sleep 0.2
+    done
+    echo "RabbitMQ did not start on port $port (attempt $attempt); its log:" >&2
+    tail -n 30 "$dir"/log/*.log >&2 || true
+    rabbitmqctl -n "$RABBIT_NODE" stop >/dev/null 2>&1 || true
   done
-  echo "RabbitMQ did not start; its log:" >&2; tail -n 30 "$dir"/log/* >&2 || true
   return 1
 }
 
