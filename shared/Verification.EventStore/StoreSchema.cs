@@ -202,10 +202,14 @@ internal static class StoreSchema
         RETURNING position, version, recorded_at, hash
         """;
 
-    /// <summary>The chain link, over the canonical bytes documented in the README: fields joined by LF, jsonb in its text form.</summary>
+    /// <summary>
+    /// The chain link, over the canonical bytes documented in the README: fields joined by LF, jsonb in its text form.
+    /// Joined with || and casts resolved when planned (concat_ws looked up each field's output function per call, and
+    /// would skip a null field where || makes the hash null and the insert fail).
+    /// </summary>
     private static string Hash(string previous, string version, string id, string type, string data, string metadata) =>
-        $"sha256(coalesce({previous}, ''::bytea) || convert_to(concat_ws(E'\\n', $1, {version}, {id}, {type}, " +
-        $"to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), {data}, {metadata}), 'UTF8'))";
+        $"sha256(coalesce({previous}, ''::bytea) || convert_to($1 || E'\\n' || ({version})::text || E'\\n' || ({id})::text || E'\\n' || {type} || E'\\n' || " +
+        $"to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || E'\\n' || ({data})::text || E'\\n' || ({metadata})::text, 'UTF8'))";
 
     /// <summary>Grants for the service's own login: read and insert events, never change them.</summary>
     public static string Grants(string s, string role) => $$"""
