@@ -81,9 +81,11 @@ start_rabbitmq() {
   return 1
 }
 
+# Each step goes on failing or not: in an EXIT trap under `set -e`, a broker that never came up made rabbitmqctl fail
+# and the trap end there, leaving PostgreSQL running.
 stop_servers() {
   local dir=$1
-  [ -n "${RABBIT_NODE:-}" ] && rabbitmqctl -n "$RABBIT_NODE" stop >/dev/null 2>&1
-  [ -f "$dir/pg/postmaster.pid" ] && as_user postgres pg_ctl -D "$dir/pg" -m fast -w stop >/dev/null 2>&1
+  if [ -n "${RABBIT_NODE:-}" ]; then rabbitmqctl -n "$RABBIT_NODE" stop >/dev/null 2>&1 || true; fi
+  if [ -f "$dir/pg/postmaster.pid" ]; then as_user postgres pg_ctl -D "$dir/pg" -m fast -w stop >/dev/null 2>&1 || true; fi
   return 0
 }
