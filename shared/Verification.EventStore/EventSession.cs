@@ -88,20 +88,20 @@ public sealed class EventSession
             command.Parameters.Add(new NpgsqlParameter { Value = streamId });
             command.Parameters.Add(new NpgsqlParameter { Value = streamType });
             command.Parameters.Add(new NpgsqlParameter { Value = (object?)expected ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
+            var names = Array.ConvertAll(events, e => types.NameOf(e.Data.GetType()));
             if (events.Length == 1)
             {
-                var type = types.NameOf(events[0].Data.GetType());
                 command.Parameters.Add(new NpgsqlParameter { Value = events[0].Id });
-                command.Parameters.Add(new NpgsqlParameter { Value = type.Name, NpgsqlDbType = NpgsqlDbType.Text });
+                command.Parameters.Add(new NpgsqlParameter { Value = names[0].Name, NpgsqlDbType = NpgsqlDbType.Text });
                 command.Parameters.Add(new NpgsqlParameter { Value = types.Serialize(events[0].Data), NpgsqlDbType = NpgsqlDbType.Jsonb });
-                command.Parameters.Add(new NpgsqlParameter { Value = MetadataJson(type.Version), NpgsqlDbType = NpgsqlDbType.Jsonb });
+                command.Parameters.Add(new NpgsqlParameter { Value = MetadataJson(names[0].Version), NpgsqlDbType = NpgsqlDbType.Jsonb });
             }
             else
             {
-                command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => e.Id).ToArray() });
-                command.Parameters.Add(new NpgsqlParameter { Value = events.Select(e => types.NameOf(e.Data.GetType()).Name).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
-                command.Parameters.Add(EventStore.Jsonb(events.Select(e => types.Serialize(e.Data)).ToArray()));
-                command.Parameters.Add(EventStore.Jsonb(events.Select(e => MetadataJson(types.NameOf(e.Data.GetType()).Version)).ToArray()));
+                command.Parameters.Add(new NpgsqlParameter { Value = Array.ConvertAll(events, e => e.Id) });
+                command.Parameters.Add(new NpgsqlParameter { Value = Array.ConvertAll(names, n => n.Name), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+                command.Parameters.Add(EventStore.Jsonb(Array.ConvertAll(events, e => types.Serialize(e.Data))));
+                command.Parameters.Add(EventStore.Jsonb(Array.ConvertAll(names, n => MetadataJson(n.Version))));
             }
             batch.BatchCommands.Add(command);
         }
@@ -125,7 +125,7 @@ public sealed class EventSession
             batch.BatchCommands.Add(publish);
         }
 
-        // Last: statements without a result set must not come before the appends, whose results are read in order.
+        // Inbox marks: a message handled before fails the whole batch on the primary key (DuplicateMessageException).
         foreach (var (consumer, messageId) in _processed)
         {
             var mark = new NpgsqlBatchCommand($"INSERT INTO {schema}.inbox (consumer, message_id) VALUES ($1, $2)");
