@@ -70,7 +70,7 @@ public sealed class EventSession
 
         // Several appends run in stream order, after one statement that locks all their streams (sorted): two sessions
         // over the same streams then never wait on each other crosswise. A lone multi-event append locks its own.
-        var order = Enumerable.Range(0, _appends.Count).OrderBy(i => _appends[i].StreamId, StringComparer.Ordinal).ToArray();
+        var order = _appends.Count == 1 ? [0] : Enumerable.Range(0, _appends.Count).OrderBy(i => _appends[i].StreamId, StringComparer.Ordinal).ToArray();
         var lockAll = _appends.Count > 1;
         var locked = order.Select(i => _appends[i]).Where(a => lockAll || a.Events.Length > 1).DistinctBy(a => a.StreamId).ToArray();
         if (locked.Length > 0)
@@ -80,28 +80,33 @@ public sealed class EventSession
             lockStreams.Parameters.Add(new NpgsqlParameter { Value = locked.Select(a => a.StreamType).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
             batch.BatchCommands.Add(lockStreams);
         }
-        foreach (var (streamId, streamType, expected, events) in order.Select(i => _appends[i]))
+        // Inline projections read each stored event; without them the appends return positions and versions only.
+        var returnStored = inline.Count > 0;
+        var names = new string[_appends.Count][];
+        foreach (var i in order)
         {
+            var (streamId, streamType, expected, events) = _appends[i];
             // A locked stream has its row already (version 0 if new), so a new one is started by moving that row from 0.
             var shape = events.Length > 1 ? AppendShape.Many : expected > 0 || (expected == 0 && lockAll) ? AppendShape.OneAtVersion : AppendShape.One;
-            var command = new NpgsqlBatchCommand(_store.AppendSql[(int)shape]);
+            var command = new NpgsqlBatchCommand(_store.AppendSql(shape, returnStored));
             command.Parameters.Add(new NpgsqlParameter { Value = streamId });
             command.Parameters.Add(new NpgsqlParameter { Value = streamType });
             command.Parameters.Add(new NpgsqlParameter { Value = (object?)expected ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
-            var names = Array.ConvertAll(events, e => types.NameOf(e.Data.GetType()));
+            var typeNames = Array.ConvertAll(events, e => types.NameOf(e.Data.GetType()));
+            names[i] = Array.ConvertAll(typeNames, n => n.Name);
             if (events.Length == 1)
             {
                 command.Parameters.Add(new NpgsqlParameter { Value = events[0].Id });
-                command.Parameters.Add(new NpgsqlParameter { Value = names[0].Name, NpgsqlDbType = NpgsqlDbType.Text });
+                command.Parameters.Add(new NpgsqlParameter { Value = typeNames[0].Name, NpgsqlDbType = NpgsqlDbType.Text });
                 command.Parameters.Add(new NpgsqlParameter { Value = types.Serialize(events[0].Data), NpgsqlDbType = NpgsqlDbType.Jsonb });
-                command.Parameters.Add(new NpgsqlParameter { Value = MetadataJson(names[0].Version), NpgsqlDbType = NpgsqlDbType.Jsonb });
+                command.Parameters.Add(new NpgsqlParameter { Value = MetadataJson(typeNames[0].Version), NpgsqlDbType = NpgsqlDbType.Jsonb });
             }
             else
             {
                 command.Parameters.Add(new NpgsqlParameter { Value = Array.ConvertAll(events, e => e.Id) });
-                command.Parameters.Add(new NpgsqlParameter { Value = Array.ConvertAll(names, n => n.Name), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+                command.Parameters.Add(new NpgsqlParameter { Value = names[i], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
                 command.Parameters.Add(EventStore.Jsonb(Array.ConvertAll(events, e => types.Serialize(e.Data))));
-                command.Parameters.Add(EventStore.Jsonb(Array.ConvertAll(names, n => MetadataJson(n.Version))));
+                command.Parameters.Add(EventStore.Jsonb(Array.ConvertAll(typeNames, n => MetadataJson(n.Version))));
             }
             batch.BatchCommands.Add(command);
         }
@@ -136,6 +141,7 @@ public sealed class EventSession
 
         var results = new AppendResult[_appends.Count];
         var stored = new List<StoredEvent>();
+        var inserted = 0;
         try
         {
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
@@ -143,16 +149,20 @@ public sealed class EventSession
                 foreach (var i in order)
                 {
                     var (streamId, _, _, events) = _appends[i];
-                    var positions = new List<long>();
+                    var positions = new List<long>(events.Length);
                     long version = 0;
                     while (await reader.ReadAsync(cancellationToken))
                     {
                         var index = positions.Count;
                         positions.Add(reader.GetInt64(0));
                         version = reader.GetInt64(1);
-                        stored.Add(new StoredEvent(positions[index], 0, events[index].Id, streamId, version, types.NameOf(events[index].Data.GetType()).Name,
-                            events[index].Data, _metadata, reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<byte[]>(3)));
+                        if (returnStored)
+                        {
+                            stored.Add(new StoredEvent(positions[index], 0, events[index].Id, streamId, version, names[i][index],
+                                events[index].Data, _metadata, reader.GetFieldValue<DateTimeOffset>(2), reader.GetFieldValue<byte[]>(3)));
+                        }
                     }
+                    inserted += positions.Count;
                     // Nothing inserted and no conflict raised: the batch was stored before (read after the reader closes).
                     results[i] = new AppendResult(streamId, version, positions, Duplicate: positions.Count == 0);
                     await reader.NextResultAsync(cancellationToken);
@@ -182,7 +192,7 @@ public sealed class EventSession
         {
             throw new DuplicateMessageException(_processed[0].Consumer, _processed[0].MessageId);
         }
-        _store.Signals.Committed(events: stored.Count > 0, outbox: _messages.Count > 0);
+        _store.Signals.Committed(events: inserted > 0, outbox: _messages.Count > 0);
         return results;
     }
 

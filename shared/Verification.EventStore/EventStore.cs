@@ -48,12 +48,15 @@ public sealed class EventStore : IAsyncDisposable
         Options = options;
         Signals = new Signals(this);
         Tree = new LogTree(this);
-        AppendSql = Enum.GetValues<AppendShape>().Select(shape => StoreSchema.Append(Schema, shape)).ToArray();
+        _appendSql = Enum.GetValues<AppendShape>().Select(shape => new[] { StoreSchema.Append(Schema, shape, stored: false), StoreSchema.Append(Schema, shape) }).ToArray();
         LockStreamsSql = StoreSchema.LockStreams(Schema);
     }
 
     // Built once: Npgsql finds its prepared statement by the text, and building it costs more than looking it up.
-    internal string[] AppendSql { get; }
+    private readonly string[][] _appendSql;
+
+    /// <summary>The append statement for a shape; <paramref name="stored"/>: also returning what inline projections read.</summary>
+    internal string AppendSql(AppendShape shape, bool stored) => _appendSql[(int)shape][stored ? 1 : 0];
     internal string LockStreamsSql { get; }
 
     internal Signals Signals { get; }

@@ -147,17 +147,18 @@ internal static class StoreSchema
     /// to insert, refuse_append raises the conflict, or lets the statement return no rows for a repeat: the caller then
     /// reads what is stored. (A single event with an expected version needs no probe for a retry: the first try moved
     /// the stream past the version the retry expects.) Parameters: stream, stream type, expected version (null: any),
-    /// then id, type name, data, metadata: scalars for one event, arrays for several. Rows: position, version,
-    /// recorded_at, hash. No PL/pgSQL on the way, and no more plan than needed: each clause here costs microseconds.
+    /// then id, type name, data, metadata: scalars for one event, arrays for several. Rows: position, version, and
+    /// recorded_at, hash when <paramref name="stored"/> (inline projections read them; reading columns nobody needs
+    /// costs each append a few microseconds). No PL/pgSQL on the way, and no more plan than needed.
     /// </summary>
-    public static string Append(string s, AppendShape shape) => shape switch
+    public static string Append(string s, AppendShape shape, bool stored = true) => shape switch
     {
         // The row must exist at the expected version; the update waits for the stream's writer before it and re-reads.
         AppendShape.OneAtVersion => AppendOne(s, $$"""
             UPDATE {{s}}.streams s SET version = s.version + 1, hash = {{Hash("s.hash", "s.version + 1", "$4", "$5", "$6", "$7")}}, updated_at = now()
             WHERE s.id = $1 AND s.version = $3
             RETURNING version, hash
-            """),
+            """, stored),
         // A new stream (expected 0) or any version (null): insert the row, or on a concurrent or existing one, move it (null only).
         AppendShape.One => AppendOne(s, $$"""
             INSERT INTO {{s}}.streams AS s (id, type, version, hash, created_at, updated_at)
@@ -166,11 +167,11 @@ internal static class StoreSchema
             ON CONFLICT (id) DO UPDATE SET version = s.version + 1, hash = {{Hash("s.hash", "s.version + 1", "$4", "$5", "$6", "$7")}}, updated_at = now()
             WHERE $3 IS NULL
             RETURNING version, hash
-            """),
-        _ => AppendMany(s),
+            """, stored),
+        _ => AppendMany(s, stored),
     };
 
-    private static string AppendOne(string s, string head) => $$"""
+    private static string AppendOne(string s, string head, bool stored) => $$"""
         WITH head AS (
         {{head}}
         )
@@ -178,10 +179,10 @@ internal static class StoreSchema
         SELECT $4, $1, h.version, $5, $6, $7, now(), h.hash
         FROM (SELECT) AS one LEFT JOIN head h ON true
         WHERE h.version IS NOT NULL OR {{s}}.refuse_append($1, $3, ARRAY[$4])
-        RETURNING position, version, recorded_at, hash
+        {{Returning(stored)}}
         """;
 
-    private static string AppendMany(string s) => $$"""
+    private static string AppendMany(string s, bool stored) => $$"""
         WITH RECURSIVE chain (n, version, hash) AS (
             SELECT 0, version, hash FROM {{s}}.streams
             WHERE id = $1 AND CASE WHEN ($3::bigint IS NULL OR version = $3) AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ($4::uuid[])[1])
@@ -199,8 +200,10 @@ internal static class StoreSchema
         INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
         SELECT ($4::uuid[])[n], $1, version, ($5::text[])[n], ($6::jsonb[])[n], ($7::jsonb[])[n], now(), hash
         FROM chain WHERE n > 0 ORDER BY n
-        RETURNING position, version, recorded_at, hash
+        {{Returning(stored)}}
         """;
+
+    private static string Returning(bool stored) => stored ? "RETURNING position, version, recorded_at, hash" : "RETURNING position, version";
 
     /// <summary>
     /// The chain link, over the canonical bytes documented in the README: fields joined by LF, jsonb in its text form.
