@@ -199,11 +199,17 @@ public sealed class FaultInjectionTests(FaultySystem system, ITestOutputHelper o
     private async Task<string> DiagnosticsAsync()
     {
         var text = new StringBuilder();
-        text.AppendLine(CultureInfo.InvariantCulture, $"queues: {string.Join(", ", system.RabbitMq.Depths(system.VirtualHost!).Select(q => $"{q.Key}={q.Value}"))}");
+        text.AppendLine(system.RabbitMq.Describe(system.VirtualHost!));
         foreach (var service in DistributedSystem.ServiceNames)
         {
             var pending = await ScalarListAsync(service, $"SELECT count(*)::text, '' FROM {service}.outbox WHERE sent_at IS NULL");
-            text.AppendLine(CultureInfo.InvariantCulture, $"--- {service}: {pending[0].Key} outbox messages unsent\n{Tail(system.OutputOf(service))}");
+            // A stalled consumer shows here: what its connections run and wait on (locks, a pool, nothing).
+            var busy = await ScalarListAsync(service,
+                "SELECT format('%s %s %s', state, coalesce(wait_event_type || ':' || wait_event, '-'), now() - state_change), left(query, 120) " +
+                "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'");
+            text.AppendLine(CultureInfo.InvariantCulture, $"--- {service}: {pending[0].Key} outbox messages unsent; {busy.Count} busy connections");
+            foreach (var (what, query) in busy) text.AppendLine(CultureInfo.InvariantCulture, $"  {what}: {query}");
+            text.AppendLine(Tail(system.OutputOf(service)));
         }
         return text.ToString();
     }

@@ -14,6 +14,13 @@ public static class ErrorQueues
             .Where(p => p.Length == 2 && long.TryParse(p[1], out _)).ToDictionary(p => p[0], p => long.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>Each queue's ready and unacknowledged messages and consumers, as rabbitmqctl prints them: for a test's failure report.</summary>
+    public static string Describe(this RabbitMqServer server, Uri vhost)
+    {
+        var name = Uri.UnescapeDataString(vhost.AbsolutePath.TrimStart('/'));
+        return ServerProcess.RunChecked("rabbitmqctl", $"-n {server.Node} list_queues -p {name} -q name messages_ready messages_unacknowledged consumers");
+    }
+
     /// <summary>
     /// Moves every message of each <c>&lt;queue&gt;_error</c> back to <c>&lt;queue&gt;</c> (through the exchange MassTransit
     /// binds to it), each one acknowledged only after the broker confirmed its republish: nothing is lost on the way.
