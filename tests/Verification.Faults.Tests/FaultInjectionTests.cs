@@ -210,7 +210,9 @@ public sealed class FaultInjectionTests(FaultySystem system, ITestOutputHelper o
         if (JsonDocument.Parse(body).RootElement.TryGetProperty("differences", out var list) is false) return body;
         var differences = list.EnumerateArray().Select(d => d.GetString() ?? "").ToList();
         if (differences.Count == 0) return body;
-        var first = differences[0][..differences[0].IndexOf(':', StringComparison.Ordinal)];
+        var cut = differences[0].IndexOf(": live ", StringComparison.Ordinal);
+        if (cut < 0) return body;
+        var first = differences[0][..cut];
         var rows = await ScalarListAsync(service,
             $"SELECT format('(%s, %s) v%s %s committed %s', transaction_id, position, version, type, recorded_at), '' FROM {service}.events WHERE stream_id = '{first.Replace("'", "''", StringComparison.Ordinal)}' ORDER BY version");
         var head = await ScalarListAsync(service,
@@ -235,14 +237,14 @@ public sealed class FaultInjectionTests(FaultySystem system, ITestOutputHelper o
     {
         var text = new StringBuilder();
         text.AppendLine(system.RabbitMq.Describe(system.VirtualHost!));
+        var unsent = await UnsentAsync();
         foreach (var service in DistributedSystem.ServiceNames)
         {
-            var pending = await ScalarListAsync(service, $"SELECT count(*)::text, '' FROM {service}.outbox WHERE sent_at IS NULL");
             // A stalled consumer shows here: what its connections run and wait on (locks, a pool, nothing).
             var busy = await ScalarListAsync(service,
                 "SELECT format('%s %s %s', state, coalesce(wait_event_type || ':' || wait_event, '-'), now() - state_change), left(query, 120) " +
                 "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state <> 'idle'");
-            text.AppendLine(CultureInfo.InvariantCulture, $"--- {service}: {pending[0].Key} outbox messages unsent; {busy.Count} busy connections");
+            text.AppendLine(CultureInfo.InvariantCulture, $"--- {service}: {unsent.GetValueOrDefault(service)} outbox messages unsent; {busy.Count} busy connections");
             foreach (var (what, query) in busy) text.AppendLine(CultureInfo.InvariantCulture, $"  {what}: {query}");
             text.AppendLine(Tail(system.OutputOf(service)));
         }
