@@ -16,14 +16,16 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private int _notifierStarted;
     private int _listenerStarted;
-    private volatile bool _pendingEvents, _pendingOutbox;
+    // 1 when a commit has not been told to other processes yet. Set and taken with Interlocked (full fences): a commit
+    // that sets its flag as the notifier takes them is either taken now or finds the signal it must release.
+    private int _pendingEvents, _pendingOutbox;
 
     public void Committed(bool events, bool outbox)
     {
         if (events) _events.Fire();
         if (outbox) _outbox.Fire();
-        if (events) _pendingEvents = true;
-        if (outbox) _pendingOutbox = true;
+        if (events) Interlocked.Exchange(ref _pendingEvents, 1);
+        if (outbox) Interlocked.Exchange(ref _pendingOutbox, 1);
         if (Interlocked.Exchange(ref _notifierStarted, 1) == 0) _ = Task.Run(NotifyLoopAsync);
         Release(_notify);
     }
@@ -65,9 +67,8 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
             try
             {
                 await _notify.WaitAsync(_stop.Token);
-                var events = _pendingEvents;
-                var outbox = _pendingOutbox;
-                _pendingEvents = _pendingOutbox = false;
+                var events = Interlocked.Exchange(ref _pendingEvents, 0) == 1;
+                var outbox = Interlocked.Exchange(ref _pendingOutbox, 0) == 1;
                 var sql = (events ? $"NOTIFY {store.EventsChannel};" : "") + (outbox ? $"NOTIFY {store.OutboxChannel};" : "");
                 if (sql.Length == 0) continue;
                 // A NOTIFY commits a transaction of its own; a wake-up needs no durability, so it does not wait for the
