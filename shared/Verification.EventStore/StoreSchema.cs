@@ -1,9 +1,9 @@
 namespace Verification.EventStore;
 
-/// <summary>The store's tables and functions. Every statement is idempotent; migration runs under an advisory lock.</summary>
 /// <summary>Which statement appends: one event at an expected version, one event new or at any version, several.</summary>
 internal enum AppendShape { OneAtVersion, One, Many }
 
+/// <summary>The store's tables and functions. Every statement is idempotent; migration runs under an advisory lock.</summary>
 internal static class StoreSchema
 {
     public static string Sql(string s) => $$"""
@@ -131,8 +131,9 @@ internal static class StoreSchema
 
     /// <summary>
     /// Before the appends of a session that has several, or an append of several events: creates their streams' rows if
-    /// new (version 0) and locks them, sorted by the caller, so two sessions never wait on each other crosswise. Its own statement because a statement reads with the
-    /// snapshot it started with: the append after it must see the head the lock made it wait for.
+    /// new (version 0) and locks them, sorted by the caller, so two sessions never wait on each other crosswise. Its own
+    /// statement because a statement reads with the snapshot it started with: the append after it must see the head the
+    /// lock made it wait for.
     /// </summary>
     public static string LockStreams(string s) => $$"""
         INSERT INTO {{s}}.streams AS s (id, type) SELECT * FROM unnest($1::text[], $2::text[])

@@ -90,8 +90,8 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         command.Parameters.Add(new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlDbType.Bigint });
         command.Parameters.AddWithValue(Enumerable.Range(0, n).Select(_ => Guid.NewGuid()).ToArray());
         command.Parameters.AddWithValue(Enumerable.Repeat("revised", n).ToArray());
-        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb, Value = Enumerable.Repeat(JsonSerializer.Serialize(new Revised(stream, 1), EventTypes.Json), n).ToArray() });
-        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb, Value = Enumerable.Repeat("{\"schemaVersion\":1}", n).ToArray() });
+        command.Parameters.Add(EventStore.Jsonb(Enumerable.Repeat(JsonSerializer.Serialize(new Revised(stream, 1), EventTypes.Json), n).ToArray()));
+        command.Parameters.Add(EventStore.Jsonb(Enumerable.Repeat("{\"schemaVersion\":1}", n).ToArray()));
         await command.ExecuteNonQueryAsync();
     }
 

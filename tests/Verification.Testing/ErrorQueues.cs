@@ -8,18 +8,16 @@ public static class ErrorQueues
     /// <summary>Messages waiting in each queue of the virtual host (rabbitmqctl list_queues).</summary>
     public static IReadOnlyDictionary<string, long> Depths(this RabbitMqServer server, Uri vhost)
     {
-        var name = Uri.UnescapeDataString(vhost.AbsolutePath.TrimStart('/'));
-        var output = ServerProcess.RunChecked("rabbitmqctl", $"-n {server.Node} list_queues -p {name} -q --no-table-headers name messages");
+        var output = ServerProcess.RunChecked("rabbitmqctl", $"-n {server.Node} list_queues -p {VirtualHostName(vhost)} -q --no-table-headers name messages");
         return output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('\t', StringSplitOptions.TrimEntries))
             .Where(p => p.Length == 2 && long.TryParse(p[1], out _)).ToDictionary(p => p[0], p => long.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
     }
 
     /// <summary>Each queue's ready and unacknowledged messages and consumers, as rabbitmqctl prints them: for a test's failure report.</summary>
-    public static string Describe(this RabbitMqServer server, Uri vhost)
-    {
-        var name = Uri.UnescapeDataString(vhost.AbsolutePath.TrimStart('/'));
-        return ServerProcess.RunChecked("rabbitmqctl", $"-n {server.Node} list_queues -p {name} -q name messages_ready messages_unacknowledged consumers");
-    }
+    public static string Describe(this RabbitMqServer server, Uri vhost) =>
+        ServerProcess.RunChecked("rabbitmqctl", $"-n {server.Node} list_queues -p {VirtualHostName(vhost)} -q name messages_ready messages_unacknowledged consumers");
+
+    private static string VirtualHostName(Uri vhost) => Uri.UnescapeDataString(vhost.AbsolutePath.TrimStart('/'));
 
     /// <summary>
     /// Moves every message of each <c>&lt;queue&gt;_error</c> back to <c>&lt;queue&gt;</c> (through the exchange MassTransit
