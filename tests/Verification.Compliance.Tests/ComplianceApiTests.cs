@@ -250,6 +250,11 @@ public sealed class ComplianceApiTests(ComplianceHost fixture) : IClassFixture<C
             var key = Path.Combine(dir.FullName, "key.pem");
             await File.WriteAllTextAsync(key, await (await Host.SendAsync(HttpMethod.Get, "/log/public-key", null, Roles.Auditor)).Content.ReadAsStringAsync());
             string[] remote = ["--url", url, "--token", token, "--log", "compliance"];
+            // The tree holds settled events only (older transactions anywhere in the cluster finished): a test class
+            // running beside this one can hold that back for a moment, and a proof of an unsettled event is a 404.
+            var stored = await fixture.EventsAsync();
+            await Eventually.True(async () => JsonDocument.Parse(await (await Host.SendAsync(HttpMethod.Get, "/log/compliance/tree-head", null, Roles.Auditor))
+                .Content.ReadAsStringAsync()).RootElement.GetProperty("size").GetInt64() >= stored, what: "every stored event in the tree");
 
             async Task<(int Code, string Output)> Run(params string[] args)
             {
