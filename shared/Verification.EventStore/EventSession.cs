@@ -68,6 +68,16 @@ public sealed class EventSession
         await using var transaction = inline.Count > 0 ? await connection.BeginTransactionAsync(cancellationToken) : null;
         await using var batch = new NpgsqlBatch(connection, transaction);
 
+        // Inbox marks first: a message handled before (or being handled now) fails the batch on the primary key
+        // (DuplicateMessageException) before any append takes a position.
+        foreach (var (consumer, messageId) in _processed)
+        {
+            var mark = new NpgsqlBatchCommand($"INSERT INTO {schema}.inbox (consumer, message_id) VALUES ($1, $2)");
+            mark.Parameters.Add(new NpgsqlParameter { Value = consumer });
+            mark.Parameters.Add(new NpgsqlParameter { Value = messageId });
+            batch.BatchCommands.Add(mark);
+        }
+
         // Several appends run in stream order, after one statement that locks all their streams (sorted): two sessions
         // over the same streams then never wait on each other crosswise. A lone multi-event append locks its own.
         var order = _appends.Count == 1 ? [0] : Enumerable.Range(0, _appends.Count).OrderBy(i => _appends[i].StreamId, StringComparer.Ordinal).ToArray();
@@ -75,9 +85,14 @@ public sealed class EventSession
         var locked = order.Select(i => _appends[i]).Where(a => lockAll || a.Events.Length > 1).DistinctBy(a => a.StreamId).ToArray();
         if (locked.Length > 0)
         {
-            var lockStreams = new NpgsqlBatchCommand(_store.LockStreamsSql);
+            var lockStreams = new NpgsqlBatchCommand(lockAll ? _store.LockAndCheckStreamsSql : _store.LockStreamsSql);
             lockStreams.Parameters.Add(new NpgsqlParameter { Value = locked.Select(a => a.StreamId).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
             lockStreams.Parameters.Add(new NpgsqlParameter { Value = locked.Select(a => a.StreamType).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
+            if (lockAll)
+            {
+                lockStreams.Parameters.Add(new NpgsqlParameter { Value = locked.Select(a => a.Expected).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
+                lockStreams.Parameters.Add(new NpgsqlParameter { Value = locked.Select(a => a.Events[0].Id).ToArray() });
+            }
             batch.BatchCommands.Add(lockStreams);
         }
         // Inline projections read each stored event; without them the appends return positions and versions only.
@@ -130,15 +145,6 @@ public sealed class EventSession
             batch.BatchCommands.Add(publish);
         }
 
-        // Inbox marks: a message handled before fails the whole batch on the primary key (DuplicateMessageException).
-        foreach (var (consumer, messageId) in _processed)
-        {
-            var mark = new NpgsqlBatchCommand($"INSERT INTO {schema}.inbox (consumer, message_id) VALUES ($1, $2)");
-            mark.Parameters.Add(new NpgsqlParameter { Value = consumer });
-            mark.Parameters.Add(new NpgsqlParameter { Value = messageId });
-            batch.BatchCommands.Add(mark);
-        }
-
         var results = new AppendResult[_appends.Count];
         var stored = new List<StoredEvent>();
         var inserted = 0;
@@ -146,6 +152,8 @@ public sealed class EventSession
         {
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
             {
+                // The check of a session over several streams returns an empty result before the appends' own.
+                if (lockAll) await reader.NextResultAsync(cancellationToken);
                 foreach (var i in order)
                 {
                     var (streamId, _, _, events) = _appends[i];
@@ -187,6 +195,11 @@ public sealed class EventSession
             var match = System.Text.RegularExpressions.Regex.Match(e.MessageText, "^stream (.*) is at version ([0-9]+), not the expected");
             var failed = _appends.First(a => a.StreamId == match.Groups[1].Value);
             throw new ConcurrencyException(failed.StreamId, failed.Expected ?? -1, long.Parse(match.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (PostgresException e) when (e.SqlState == "VE004")
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(e.MessageText, "^stream (.*) is archived$");
+            throw new StreamArchivedException(match.Groups[1].Value);
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation && e.ConstraintName == "inbox_pkey")
         {

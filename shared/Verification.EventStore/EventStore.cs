@@ -50,6 +50,7 @@ public sealed class EventStore : IAsyncDisposable
         Tree = new LogTree(this);
         _appendSql = Enum.GetValues<AppendShape>().Select(shape => new[] { StoreSchema.Append(Schema, shape, stored: false), StoreSchema.Append(Schema, shape) }).ToArray();
         LockStreamsSql = StoreSchema.LockStreams(Schema);
+        LockAndCheckStreamsSql = StoreSchema.LockAndCheckStreams(Schema);
     }
 
     // Built once: Npgsql finds its prepared statement by the text, and building it costs more than looking it up.
@@ -58,6 +59,7 @@ public sealed class EventStore : IAsyncDisposable
     /// <summary>The append statement for a shape; <paramref name="stored"/>: also returning what inline projections read.</summary>
     internal string AppendSql(AppendShape shape, bool stored) => _appendSql[(int)shape][stored ? 1 : 0];
     internal string LockStreamsSql { get; }
+    internal string LockAndCheckStreamsSql { get; }
 
     internal Signals Signals { get; }
 
@@ -120,9 +122,22 @@ public sealed class EventStore : IAsyncDisposable
         return results[0];
     }
 
+    /// <summary>
+    /// Closes a stream for writing: later appends to it throw <see cref="StreamArchivedException"/> and write nothing;
+    /// its events stay in the log, readable, projected and verifiable. Waits for an append in flight. False if there
+    /// is no such stream.
+    /// </summary>
+    public async Task<bool> ArchiveStreamAsync(string streamId, CancellationToken cancellationToken = default)
+    {
+        await using var command = DataSource.CreateCommand($"UPDATE {Schema}.streams SET archived = true, updated_at = CASE WHEN archived THEN updated_at ELSE now() END WHERE id = @id AND version > 0");
+        command.Parameters.AddWithValue("id", streamId);
+        return await command.ExecuteNonQueryAsync(cancellationToken) == 1;
+    }
+
     public async Task<long> StreamVersionAsync(string streamId, CancellationToken cancellationToken = default)
     {
-        await using var command = DataSource.CreateCommand($"SELECT max(version) FROM {Schema}.events WHERE stream_id = @id");
+        // The head row every append moves; a stream whose only appends failed has a row at 0, a new one none.
+        await using var command = DataSource.CreateCommand($"SELECT version FROM {Schema}.streams WHERE id = @id");
         command.Parameters.AddWithValue("id", streamId);
         return await command.ExecuteScalarAsync(cancellationToken) is long version ? version : 0;
     }

@@ -53,3 +53,9 @@ public sealed class DuplicateMessageException(string consumer, Guid messageId)
     public string Consumer { get; } = consumer;
     public Guid MessageId { get; } = messageId;
 }
+
+/// <summary>The stream is archived: it takes no more events (its events stay readable); nothing of the batch was written.</summary>
+public sealed class StreamArchivedException(string streamId) : Exception($"Stream '{streamId}' is archived and takes no more events.")
+{
+    public string StreamId { get; } = streamId;
+}

@@ -112,7 +112,8 @@ internal static class StoreSchema
 
         -- Appends are plain SQL (StoreSchema.Append); this function runs only when an append found nothing to insert
         -- after: a batch whose ids are all stored in this stream already is a repeat (false: insert nothing, and the
-        -- caller reads what is stored); one that repeats some ids is refused (VE002); else the version was wrong (VE001).
+        -- caller reads what is stored); one that repeats some ids is refused (VE002); else the stream is archived (VE004)
+        -- or the version was wrong (VE001).
         DROP FUNCTION IF EXISTS {{s}}.append_events(text, text, bigint, uuid[], text[], jsonb[], jsonb[]);
         DROP FUNCTION IF EXISTS {{s}}.append_refused(text, bigint, uuid[]);
         CREATE OR REPLACE FUNCTION {{s}}.refuse_append(p_stream text, p_expected bigint, p_ids uuid[])
@@ -123,6 +124,9 @@ internal static class StoreSchema
                     RETURN false;
                 END IF;
                 RAISE EXCEPTION 'batch for stream % repeats some event ids but not all', p_stream USING ERRCODE = 'VE002';
+            END IF;
+            IF (SELECT archived FROM {{s}}.streams WHERE id = p_stream) THEN
+                RAISE EXCEPTION 'stream % is archived', p_stream USING ERRCODE = 'VE004';
             END IF;
             RAISE EXCEPTION 'stream % is at version %, not the expected %', p_stream,
                 coalesce((SELECT version FROM {{s}}.streams WHERE id = p_stream), 0), p_expected USING ERRCODE = 'VE001';
@@ -141,11 +145,28 @@ internal static class StoreSchema
         """;
 
     /// <summary>
+    /// <see cref="LockStreams"/> for a session over several streams, and each stream's expected version ($3, the first
+    /// append's) and archived flag checked against the row it locked: a session that must fail then fails before any of
+    /// its appends takes a position. A stream whose first event id ($4) is stored already is left to its append, which
+    /// tells a retry from a conflict. Returns no rows.
+    /// </summary>
+    public static string LockAndCheckStreams(string s) => $$"""
+        WITH locked AS (
+            INSERT INTO {{s}}.streams AS s (id, type) SELECT * FROM unnest($1::text[], $2::text[])
+            ON CONFLICT (id) DO UPDATE SET version = s.version
+            RETURNING id, version, archived
+        )
+        SELECT 1 FROM locked l JOIN unnest($1::text[], $3::bigint[], $4::uuid[]) AS e (id, expected, first_id) ON e.id = l.id
+        WHERE CASE WHEN l.archived OR l.version <> e.expected THEN {{s}}.refuse_append(l.id, e.expected, ARRAY[e.first_id]) ELSE false END
+        """;
+
+    /// <summary>
     /// One append, one statement. A single event moves the stream's row (insert, or update under its row lock, which
     /// re-reads the newest head after waiting) and inserts the event from what the row returns; several events follow
     /// <see cref="LockStreams"/> and chain their hashes with a recursive query. Either way the expected version (and,
     /// where a retry could pass it, the first event id) is checked before any position is taken. When there is nothing
-    /// to insert, refuse_append raises the conflict, or lets the statement return no rows for a repeat: the caller then
+    /// to insert, refuse_append raises the conflict (or that the stream is archived: an archived stream matches no
+    /// append), or lets the statement return no rows for a repeat: the caller then
     /// reads what is stored. (A single event with an expected version needs no probe for a retry: the first try moved
     /// the stream past the version the retry expects.) Parameters: stream, stream type, expected version (null: any),
     /// then id, type name, data, metadata: scalars for one event, arrays for several. Rows: position, version, and
@@ -157,7 +178,7 @@ internal static class StoreSchema
         // The row must exist at the expected version; the update waits for the stream's writer before it and re-reads.
         AppendShape.OneAtVersion => AppendOne(s, $$"""
             UPDATE {{s}}.streams s SET version = s.version + 1, hash = {{Hash("s.hash", "s.version + 1", "$4", "$5", "$6", "$7")}}, updated_at = now()
-            WHERE s.id = $1 AND s.version = $3
+            WHERE s.id = $1 AND s.version = $3 AND NOT s.archived
             RETURNING version, hash
             """, stored),
         // A new stream (expected 0) or any version (null): insert the row, or on a concurrent or existing one, move it (null only).
@@ -166,7 +187,7 @@ internal static class StoreSchema
             SELECT $1, $2, 1, {{Hash("NULL", "1", "$4", "$5", "$6", "$7")}}, now(), now()
             WHERE $3::bigint = 0 OR ($3 IS NULL AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = $4))
             ON CONFLICT (id) DO UPDATE SET version = s.version + 1, hash = {{Hash("s.hash", "s.version + 1", "$4", "$5", "$6", "$7")}}, updated_at = now()
-            WHERE $3 IS NULL
+            WHERE $3 IS NULL AND NOT s.archived
             RETURNING version, hash
             """, stored),
         _ => AppendMany(s, stored),
@@ -186,7 +207,7 @@ internal static class StoreSchema
     private static string AppendMany(string s, bool stored) => $$"""
         WITH RECURSIVE chain (n, version, hash) AS (
             SELECT 0, version, hash FROM {{s}}.streams
-            WHERE id = $1 AND CASE WHEN ($3::bigint IS NULL OR version = $3) AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ($4::uuid[])[1])
+            WHERE id = $1 AND CASE WHEN ($3::bigint IS NULL OR version = $3) AND NOT archived AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ($4::uuid[])[1])
                                    THEN true ELSE {{s}}.refuse_append($1, $3, $4) END
             UNION ALL
             SELECT c.n + 1, c.version + 1,

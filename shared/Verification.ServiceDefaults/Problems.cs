@@ -30,6 +30,7 @@ internal sealed partial class ProblemExceptionHandler(IProblemDetailsService pro
             BadHttpRequestException { InnerException: JsonException json } => (400, "The request body is not valid", Describe(json)),
             BadHttpRequestException bad => (bad.StatusCode, bad.StatusCode == 413 ? "The request body is too large" : "The request is not valid", bad.Message),
             ConcurrencyException conflict => (409, "The stream was changed by someone else", conflict.Message),
+            StreamArchivedException archived => (409, "The stream is archived", archived.Message),
             Rejection rejection => (rejection.Status, rejection.Title, rejection.Message),
             _ => (500, "An unexpected error occurred", null),
         };

@@ -117,6 +117,17 @@ public sealed class ServiceDefaultsTests(SmokeServers servers) : IClassFixture<S
         Assert.Contains(ready_checks, n => n.Contains("masstransit", StringComparison.OrdinalIgnoreCase));
     }
 
+    [Theory]
+    [InlineData("conflict", "The stream was changed by someone else")]
+    [InlineData("archived", "The stream is archived")]
+    public async Task Store_refusals_are_409_ProblemDetails(string kind, string title)
+    {
+        using var response = await Host.Client.SendAsync(Host.Post($"/store-refusals/{kind}", "{}", Roles.Monitor));
+        var problem = await AssertProblem(response, HttpStatusCode.Conflict);
+        Assert.Equal(title, problem.GetProperty("title").GetString());
+        Assert.Contains("inc-1", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task The_OpenAPI_document_is_served()
     {

@@ -92,6 +92,10 @@ public sealed class SmokeHost : IAsyncDisposable
             await bus.Publish(new Pinged(id, ping.Text));
             return TypedResults.Accepted($"/pings/{id}", new { id, traceId = Activity.Current?.TraceId.ToString() });
         }).RequireAuthorization(Roles.Monitor);
+        // What a use case's append can throw, for the problem mapping.
+        app.MapPost("/store-refusals/{kind}", IResult (string kind) => kind == "archived"
+            ? throw new Verification.EventStore.StreamArchivedException("inc-1")
+            : throw new Verification.EventStore.ConcurrencyException("inc-1", 1, 2)).RequireAuthorization(Roles.Monitor);
         await app.StartAsync();
         return new SmokeHost(app, activities);
     }
