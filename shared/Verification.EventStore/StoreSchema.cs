@@ -148,7 +148,7 @@ internal static class StoreSchema
     /// <see cref="LockStreams"/> for a session over several streams, and each stream's expected version ($3, the first
     /// append's) and archived flag checked against the row it locked: a session that must fail then fails before any of
     /// its appends takes a position. A stream whose first event id ($4) is stored already is left to its append, which
-    /// tells a retry from a conflict. Returns no rows.
+    /// tells a retry from a conflict. Its result has no rows; the session steps past it.
     /// </summary>
     public static string LockAndCheckStreams(string s) => $$"""
         WITH locked AS (
@@ -166,9 +166,9 @@ internal static class StoreSchema
     /// <see cref="LockStreams"/> and chain their hashes with a recursive query. Either way the expected version (and,
     /// where a retry could pass it, the first event id) is checked before any position is taken. When there is nothing
     /// to insert, refuse_append raises the conflict (or that the stream is archived: an archived stream matches no
-    /// append), or lets the statement return no rows for a repeat: the caller then
-    /// reads what is stored. (A single event with an expected version needs no probe for a retry: the first try moved
-    /// the stream past the version the retry expects.) Parameters: stream, stream type, expected version (null: any),
+    /// append), or lets the statement return no rows for a repeat: the caller then reads what is stored. (A single
+    /// event with an expected version needs no probe for a retry: the first try moved the stream past the version the
+    /// retry expects.) Parameters: stream, stream type, expected version (null: any),
     /// then id, type name, data, metadata: scalars for one event, arrays for several. Rows: position, version, and
     /// recorded_at, hash when <paramref name="stored"/> (inline projections read them; reading columns nobody needs
     /// costs each append a few microseconds). No PL/pgSQL on the way, and no more plan than needed.
