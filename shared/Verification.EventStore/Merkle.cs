@@ -261,9 +261,11 @@ public sealed class LogTree
     {
         while (true)
         {
+            // The text of the xid gets its own name: left as "transaction_id", ORDER BY would sort by it (an output
+            // column's name wins over an input column's), and xids that cross a power of ten would leave commit order.
             await using var command = _store.DataSource.CreateCommand(
                 $"""
-                SELECT transaction_id::text, position, hash FROM {_store.Schema}.events
+                SELECT transaction_id::text AS xid_text, position, hash FROM {_store.Schema}.events
                 WHERE (transaction_id, position) > (@xid::text::xid8, @pos) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
                 ORDER BY transaction_id, position LIMIT 10000
                 """);
