@@ -23,9 +23,12 @@ public sealed class LogSigner : IDisposable
 }
 
 public sealed record InclusionProofResponse(string Log, long Position, long LeafIndex, long TreeSize, string LeafHash, string RootHash, string[] Proof);
+/// <summary>An event as replayed; <paramref name="Cursor"/> ("xid:position") resumes the replay after it.</summary>
 public sealed record LogEvent(long Position, string StreamId, long Version, Guid Id, string Type, DateTimeOffset RecordedAt,
-    System.Text.Json.JsonElement Data, EventMetadata Metadata, string Hash);
-public sealed record LogPage(string Log, IReadOnlyList<LogEvent> Events, long? Next);
+    System.Text.Json.JsonElement Data, EventMetadata Metadata, string Hash, string Cursor);
+
+/// <summary>A page of the log in commit order; <paramref name="Next"/> is the cursor of its last event when more may follow.</summary>
+public sealed record LogPage(string Log, IReadOnlyList<LogEvent> Events, string? Next);
 public sealed record ProjectionComparison(string Log, string Projection, bool Equal, IReadOnlyList<string> Differences);
 
 public sealed record ConsistencyProofResponse(string Log, long First, long Second, string FirstRoot, string SecondRoot, string[] Proof);
@@ -60,21 +63,26 @@ public static class VerifiableLogApi
 
         // Replay for auditors and the parties: read-only, over the log as recorded.
         var replay = group.MapGroup("").RequireAuthorization(p => p.RequireRole(Roles.Auditor, Roles.Verifier, Roles.Admin, Roles.Liaison));
-        replay.MapGet("/{log}/events", async (string log, HttpContext http, long? after, int? limit, string? stream, string? type, string? correlationId,
+        // In commit order, settled events only, as the projection daemon reads: paging by position alone would skip an
+        // event whose transaction took a lower position but committed after the page was read.
+        replay.MapGet("/{log}/events", async (string log, HttpContext http, string? after, int? limit, string? stream, string? type, string? correlationId,
             DateTimeOffset? from, DateTimeOffset? to) =>
         {
             var size = limit ?? 100;
             if (size is < 1 or > 1000) throw Rejection.Invalid(new Dictionary<string, string[]> { ["limit"] = ["between 1 and 1000"] });
             var store = Store(http, logs, log);
+            var cursor = await CursorAsync(store, after, http.RequestAborted);
             await using var command = store.DataSource.CreateCommand(
                 $"""
-                SELECT position, stream_id, version, id, type, recorded_at, data::text, metadata::text, hash FROM {store.Schema}.events
-                WHERE position > @after AND (@stream::text IS NULL OR stream_id = @stream) AND (@type::text IS NULL OR type = @type)
+                SELECT position, stream_id, version, id, type, recorded_at, data::text, metadata::text, hash, transaction_id::text AS xid_text FROM {store.Schema}.events
+                WHERE (transaction_id, position) > (@xid::text::xid8, @pos) AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                  AND (@stream::text IS NULL OR stream_id = @stream) AND (@type::text IS NULL OR type = @type)
                   AND (@correlation::text IS NULL OR metadata->>'correlationId' = @correlation)
                   AND recorded_at >= coalesce(@from, '-infinity') AND recorded_at < coalesce(@to, 'infinity')
-                ORDER BY position LIMIT @limit
+                ORDER BY transaction_id, position LIMIT @limit
                 """);
-            command.Parameters.AddWithValue("after", after ?? 0);
+            command.Parameters.AddWithValue("xid", cursor.TransactionId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            command.Parameters.AddWithValue("pos", cursor.Position);
             command.Parameters.Add(new Npgsql.NpgsqlParameter<string?>("stream", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = stream });
             command.Parameters.Add(new Npgsql.NpgsqlParameter<string?>("type", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = type });
             command.Parameters.Add(new Npgsql.NpgsqlParameter<string?>("correlation", NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = correlationId });
@@ -88,10 +96,11 @@ public static class VerifiableLogApi
                 {
                     events.Add(new LogEvent(reader.GetInt64(0), reader.GetString(1), reader.GetInt64(2), reader.GetGuid(3), reader.GetString(4),
                         reader.GetFieldValue<DateTimeOffset>(5), System.Text.Json.JsonDocument.Parse(reader.GetString(6)).RootElement.Clone(),
-                        System.Text.Json.JsonSerializer.Deserialize<EventMetadata>(reader.GetString(7), EventTypes.Json)!, Convert.ToHexStringLower(reader.GetFieldValue<byte[]>(8))));
+                        System.Text.Json.JsonSerializer.Deserialize<EventMetadata>(reader.GetString(7), EventTypes.Json)!, Convert.ToHexStringLower(reader.GetFieldValue<byte[]>(8)),
+                        $"{reader.GetString(9)}:{reader.GetInt64(0)}"));
                 }
             }
-            return TypedResults.Ok(new LogPage(log, events, events.Count == size ? events[^1].Position : null));
+            return TypedResults.Ok(new LogPage(log, events, events.Count == size ? events[^1].Cursor : null));
         });
         replay.MapGet("/{log}/export", async (string log, HttpContext http, LogSigner signer, TimeProvider clock, DateTimeOffset? from, DateTimeOffset? to) =>
         {
@@ -116,6 +125,29 @@ public static class VerifiableLogApi
             return TypedResults.Ok(new ProjectionComparison(log, name, differences.Count == 0, differences));
         });
         return app;
+    }
+
+    /// <summary>
+    /// Where a replay resumes: nothing (the start), a cursor "xid:position" from an earlier page, or a bare position P,
+    /// meaning after the event at P in commit order.
+    /// </summary>
+    private static async Task<LogPosition> CursorAsync(EventStore.EventStore store, string? after, CancellationToken cancellationToken)
+    {
+        static Rejection Invalid() => Rejection.Invalid(new Dictionary<string, string[]> { ["after"] = ["a cursor \"xid:position\" from a page, or the position of an event"] });
+        if (string.IsNullOrEmpty(after) || after == "0") return LogPosition.Start;
+        var parts = after.Split(':');
+        if (parts.Length == 2)
+        {
+            return ulong.TryParse(parts[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var xid)
+                && long.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var cursorPosition)
+                ? new LogPosition(xid, cursorPosition) : throw Invalid();
+        }
+        if (!long.TryParse(after, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var position)) throw Invalid();
+        await using var command = store.DataSource.CreateCommand($"SELECT transaction_id::text FROM {store.Schema}.events WHERE position = @position");
+        command.Parameters.AddWithValue("position", position);
+        return await command.ExecuteScalarAsync(cancellationToken) is string found
+            ? new LogPosition(ulong.Parse(found, System.Globalization.CultureInfo.InvariantCulture), position)
+            : throw Rejection.Invalid(new Dictionary<string, string[]> { ["after"] = [$"no event at position {position}"] });
     }
 
     private static EventStore.EventStore Store(HttpContext http, string[] logs, string log) =>

@@ -202,6 +202,49 @@ public sealed class ComplianceApiTests(ComplianceHost fixture) : IClassFixture<C
     }
 
     [Fact]
+    public async Task Replay_pages_in_commit_order_and_holds_back_what_an_open_transaction_could_still_precede()
+    {
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-replay", EnergyTerm()), Roles.Admin, HttpStatusCode.Created);
+        static List<long> Positions(JsonElement page) => [.. page.GetProperty("events").EnumerateArray().Select(e => e.GetProperty("position").GetInt64())];
+        var all = await Eventually.Get(async () =>
+        {
+            var page = await SendAsync(HttpMethod.Get, "/log/compliance/events?limit=1000", null, Roles.Auditor, HttpStatusCode.OK);
+            return Positions(page).Count == await fixture.EventsAsync() ? page : (JsonElement?)null;
+        }, what: "every event settled");
+        var positions = Positions(all);
+        Assert.True(positions.Count >= 3, $"{positions.Count} events");
+
+        // Two at a time, each page resuming from the cursor of the one before: the same events in the same order.
+        var paged = new List<long>();
+        for (var after = "0"; after is not null;)
+        {
+            var page = await SendAsync(HttpMethod.Get, $"/log/compliance/events?limit=2&after={after}", null, Roles.Auditor, HttpStatusCode.OK);
+            paged.AddRange(Positions(page));
+            after = page.GetProperty("next").ValueKind == JsonValueKind.Null ? null : page.GetProperty("next").GetString();
+        }
+        Assert.Equal(positions, paged.Take(positions.Count));
+        // A bare position resumes after that event in commit order.
+        var fromSecond = await SendAsync(HttpMethod.Get, $"/log/compliance/events?limit=1&after={positions[1]}", null, Roles.Auditor, HttpStatusCode.OK);
+        Assert.Equal(positions[2], Assert.Single(Positions(fromSecond)));
+        foreach (var bad in new[] { "x:1", "1:2:3", "-4", "999999999" })
+            await SendAsync(HttpMethod.Get, $"/log/compliance/events?after={bad}", null, Roles.Auditor, HttpStatusCode.BadRequest);
+
+        // A transaction that took its xid first could still commit an event before the next one: until it ends, that
+        // next one is not served (paging by position served it and the reader would skip the earlier one for good).
+        var last = all.GetProperty("events").EnumerateArray().Last().GetProperty("cursor").GetString();
+        await using var connection = new Npgsql.NpgsqlConnection(fixture.Postgres.ConnectionString);
+        await connection.OpenAsync();
+        await using var open = await connection.BeginTransactionAsync();
+        await using (var xid = new Npgsql.NpgsqlCommand("SELECT pg_current_xact_id()", connection, open)) await xid.ExecuteScalarAsync();
+        await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-replay-2", EnergyTerm()), Roles.Admin, HttpStatusCode.Created);
+        static bool HasTruce2(JsonElement page) => page.GetProperty("events").EnumerateArray().Any(e => e.GetProperty("streamId").GetString() == "truce-replay-2");
+        Assert.False(HasTruce2(await SendAsync(HttpMethod.Get, $"/log/compliance/events?after={last}", null, Roles.Auditor, HttpStatusCode.OK)));
+        await open.CommitAsync();
+        await Eventually.True(async () => HasTruce2(await SendAsync(HttpMethod.Get, $"/log/compliance/events?after={last}", null, Roles.Auditor, HttpStatusCode.OK)),
+            what: "the event once the older transaction ended");
+    }
+
+    [Fact]
     public async Task An_exported_bundle_verifies_offline_and_a_changed_byte_does_not()
     {
         await SendAsync(HttpMethod.Post, "/agreements", Agreement("truce-4", EnergyTerm()), Roles.Admin, HttpStatusCode.Created);

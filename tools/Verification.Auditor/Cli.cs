@@ -111,7 +111,7 @@ public static class Cli
             await console.Progress().StartAsync(async progress =>
             {
                 var task = progress.AddTask($"replaying {name}", maxValue: Math.Max(1, head.Size));
-                long? after = 0;
+                string? after = "0";
                 while (after is not null)
                 {
                     var page = await http.GetFromJsonAsync<EventPage>($"log/{name}/events?after={after}&limit=1000", Json, ct) ?? throw new InvalidOperationException("no page");
@@ -185,6 +185,6 @@ public static class Cli
 
     private sealed record InclusionProof(string Log, long Position, long LeafIndex, long TreeSize, string LeafHash, string RootHash, string[] Proof);
     private sealed record ConsistencyProof(string Log, long First, long Second, string FirstRoot, string SecondRoot, string[] Proof);
-    private sealed record EventPage(string Log, List<JsonElement> Events, long? Next);
+    private sealed record EventPage(string Log, List<JsonElement> Events, string? Next);
     private sealed record Comparison(string Log, string Projection, bool Equal, string[] Differences);
 }
