@@ -23,6 +23,7 @@ public sealed class LogSigner : IDisposable
 }
 
 public sealed record InclusionProofResponse(string Log, long Position, long LeafIndex, long TreeSize, string LeafHash, string RootHash, string[] Proof);
+
 /// <summary>An event as replayed; <paramref name="Cursor"/> ("xid:position") resumes the replay after it.</summary>
 public sealed record LogEvent(long Position, string StreamId, long Version, Guid Id, string Type, DateTimeOffset RecordedAt,
     System.Text.Json.JsonElement Data, EventMetadata Metadata, string Hash, string Cursor);
