@@ -17,9 +17,12 @@ public static class Projections
             RETURNING generation
             """);
         command.Parameters.AddWithValue("name", projection);
-        return await command.ExecuteScalarAsync(cancellationToken) is int generation
-            ? generation
-            : throw new InvalidOperationException($"projection '{projection}' is unknown or already rebuilding");
+        if (await command.ExecuteScalarAsync(cancellationToken) is not int generation)
+            throw new InvalidOperationException($"projection '{projection}' is unknown or already rebuilding");
+        // Wake the daemon that runs it, here or in another instance (NOTIFY), as a commit would: an idle daemon would
+        // otherwise start the rebuild only at its next poll.
+        store.Signals.Committed(events: true, outbox: false);
+        return generation;
     }
 
     public static async Task<IReadOnlyList<ProjectionStatus>> ProjectionStatusAsync(this EventStore store, string projection, CancellationToken cancellationToken = default)

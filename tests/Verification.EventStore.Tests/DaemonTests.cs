@@ -230,6 +230,35 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         Assert.Equal(0, await fixture.ScalarAsync("SELECT count(*) FROM es_rebuild.documents WHERE generation <> 2 AND projection = 'region_tally'"));
     }
 
+    [Fact]
+    public async Task A_rebuild_requested_from_another_instance_starts_at_once_not_at_the_next_poll()
+    {
+        var writer = await StoreAsync("es_rebuild_wake");
+        for (var i = 0; i < 20; i++) await writer.AppendAsync($"w{i % 3}", "incident", null, [new Noted($"w{i % 3}", $"region-{i % 2}", i)]);
+        // Settled (no older transaction anywhere in the cluster still open), so the daemon's first look finds them all.
+        var written = await writer.HeadAsync(settledOnly: false);
+        await Eventually.True(async () => await writer.HeadAsync() == written, TimeSpan.FromSeconds(30), "the appends to settle");
+        // The instance running the daemon polls once an hour: only a wake-up can start the rebuild within the test.
+        var options = StoreFixture.Options("es_rebuild_wake");
+        options.InlineProjections.Clear();
+        options.AsyncProjections.Add(StreamChecks());
+        options.PollInterval = TimeSpan.FromHours(1);
+        await using var runner = new EventStore(fixture.DataSource, options);
+        var daemon = new ProjectionDaemon(runner, NullLogger<ProjectionDaemon>.Instance);
+        await daemon.StartAsync(CancellationToken.None);
+        await WaitCaughtUpAsync(runner, 20, TimeSpan.FromSeconds(30));
+        // Its listener is subscribed (a NOTIFY sent before that would be lost, and the test would wait for the poll); the
+        // last of its two LISTEN statements shows in pg_stat_activity.
+        await Eventually.True(async () => await fixture.ScalarAsync(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' AND query LIKE 'LISTEN es_rebuild_wake_%'") == 1,
+            TimeSpan.FromSeconds(30), "the daemon's instance to listen");
+
+        Assert.Equal(2, await writer.RequestRebuildAsync("region_tally"));
+        await Eventually.True(async () => (await runner.ProjectionStatusAsync("region_tally")) is [{ Generation: 2, Live: true, CaughtUp: true }],
+            TimeSpan.FromSeconds(30), "the rebuild to start without waiting for the hourly poll and be swapped in");
+        await daemon.StopAsync(CancellationToken.None);
+    }
+
     private static async Task<Dictionary<string, string>> DocumentsAsync(EventStore store, string projection)
     {
         await using var command = store.DataSource.CreateCommand(
