@@ -67,9 +67,9 @@ foreach (var writers in new[] { 1, 16 })
         await store.AppendAsync($"s-{writers}-{w}", "zone", i, [sample], EventMetadata.Empty);
         return 1;
     });
-    rows.Add(($"raw INSERT+COMMIT, {writers} writer(s)", rates[0], "rows/s", ""));
-    rows.Add(($"raw INSERT + head-row UPDATE, one statement (reference), {writers} writer(s)", rates[1], "rows/s", Ratio(rates[1], rates[0])));
-    rows.Add(($"store append (1 event, expected version), {writers} writer(s)", rates[2], "events/s", Ratio(rates[2], rates[0])));
+    rows.Add(($"raw INSERT+COMMIT, {writers} writer(s)", rates.Rates[0], "rows/s", ""));
+    rows.Add(($"raw INSERT + head-row UPDATE, one statement (reference), {writers} writer(s)", rates.Rates[1], "rows/s", rates.Ratio(1)));
+    rows.Add(($"store append (1 event, expected version), {writers} writer(s)", rates.Rates[2], "events/s", rates.Ratio(2)));
 }
 
 const int batchSize = 100;
@@ -97,8 +97,8 @@ foreach (var writers in new[] { 1, 4 })
         await store.AppendAsync($"b-{writers}-{w}", "zone", (long)i * batchSize, events, EventMetadata.Empty);
         return batchSize;
     });
-    rows.Add(($"raw multi-row INSERT ({batchSize} rows), {writers} writer(s)", batchRates[0], "rows/s", ""));
-    rows.Add(($"store append ({batchSize} events/call), {writers} writer(s)", batchRates[1], "events/s", Ratio(batchRates[1], batchRates[0])));
+    rows.Add(($"raw multi-row INSERT ({batchSize} rows), {writers} writer(s)", batchRates.Rates[0], "rows/s", ""));
+    rows.Add(($"store append ({batchSize} events/call), {writers} writer(s)", batchRates.Rates[1], "events/s", batchRates.Ratio(1)));
 }
 
 // Catch-up and rebuild of a simple aggregating projection vs a raw sequential read of the same events.
@@ -140,7 +140,7 @@ await daemon.StopAsync(CancellationToken.None);
 
 var process = Process.GetCurrentProcess();
 Console.WriteLine();
-Console.WriteLine($"| case | rate | unit | store / raw |");
+Console.WriteLine($"| case | rate | unit | store / raw (lowest–highest turn) |");
 Console.WriteLine($"| --- | ---: | --- | ---: |");
 foreach (var (name, rate, unit, ratio) in rows) Console.WriteLine($"| {name} | {rate:N0} | {unit} | {ratio} |");
 Console.WriteLine();
@@ -148,25 +148,31 @@ Console.WriteLine($"peak working set {process.PeakWorkingSet64 / 1048576} MiB, m
 return 0;
 
 // The sides take turns in one-second slices, so a drift in the machine's speed (it is shared) falls on all alike.
-async Task<double[]> Compare(int writers, params Func<int, int, Task<int>>[] sides)
+// Each turn's rates are kept too: the ratio within one turn shows how far the machine's noise moves the result.
+async Task<Comparison> Compare(int writers, params Func<int, int, Task<int>>[] sides)
 {
     var next = new int[sides.Length, writers];
     var done = new long[sides.Length];
     var elapsed = new TimeSpan[sides.Length];
+    var turns = new List<double[]>();
     for (var round = 0; round < Math.Max(1, (int)Math.Round(duration.TotalSeconds)); round++)
     {
-        for (var side = 0; side < sides.Length; side++) await Slice(side, sides[side]);
+        var turn = new double[sides.Length];
+        for (var side = 0; side < sides.Length; side++) turn[side] = await Slice(side, sides[side]);
+        turns.Add(turn);
     }
-    return [.. Enumerable.Range(0, sides.Length).Select(side => done[side] / elapsed[side].TotalSeconds)];
+    return new Comparison([.. Enumerable.Range(0, sides.Length).Select(side => done[side] / elapsed[side].TotalSeconds)], turns);
 
-    async Task Slice(int side, Func<int, int, Task<int>> operation)
+    async Task<double> Slice(int side, Func<int, int, Task<int>> operation)
     {
+        var before = Interlocked.Read(ref done[side]);
         var stop = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
         {
             while (stop.Elapsed < TimeSpan.FromSeconds(1)) Interlocked.Add(ref done[side], await operation(w, next[side, w]++));
         })));
         elapsed[side] += stop.Elapsed;
+        return (done[side] - before) / stop.Elapsed.TotalSeconds;
     }
 }
 
@@ -192,6 +198,17 @@ static async Task<long> Scalar(NpgsqlDataSource dataSource, string sql)
 {
     await using var command = dataSource.CreateCommand(sql);
     return (long)(await command.ExecuteScalarAsync())!;
+}
+
+/// <summary>Each side's rate over all its turns, and every turn's rates (sides side by side).</summary>
+internal sealed record Comparison(double[] Rates, IReadOnlyList<double[]> Turns)
+{
+    /// <summary>Side over the first side (raw), overall and the lowest and highest within one turn.</summary>
+    public string Ratio(int side)
+    {
+        var perTurn = Turns.Select(t => t[side] / t[0]).ToArray();
+        return string.Create(CultureInfo.InvariantCulture, $"{Rates[side] / Rates[0]:0.00}× ({perTurn.Min():0.00}–{perTurn.Max():0.00})");
+    }
 }
 
 internal sealed record Observed(string ZoneId, string WeaponClass, int Count, DateTimeOffset ObservedAt);
