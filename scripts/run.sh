@@ -30,6 +30,21 @@ rm -f "$data/endpoints"
 [ -f "$data/pg/postmaster.pid" ] && as_user postgres pg_ctl -D "$data/pg" -m fast -w stop >/dev/null 2>&1 || true
 start_postgres "$data" on
 pids=()
+# Runs a service, and again whenever it exits with 75: it stopped itself because its bus was stuck (BusWatchdog), and a
+# container's restart policy would start it again. TERM is passed on to it.
+supervised() {
+  local child code
+  trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 143' TERM
+  while :; do
+    "$@" &
+    child=$!
+    wait "$child" && return 0
+    code=$?
+    [ "$code" = 75 ] || return "$code"
+    echo "$(date -u +%FT%TZ) exited with 75 (its bus was stuck): starting it again"
+    sleep 1
+  done
+}
 cleanup() {
   trap - EXIT INT TERM
   rm -f "$data/endpoints"
@@ -64,7 +79,7 @@ else
   for s in "${services[@]}"; do
     i=$((i + 1)); p=$(project "$s"); url="http://127.0.0.1:$((port + i))"
     ConnectionStrings__Postgres="$PG_URL;Database=$s" Bus__RabbitMq="$AMQP_URL" Auth__DevMode=true ASPNETCORE_URLS="$url" \
-      dotnet "services/$p/Verification.$p/bin/Release/net10.0/Verification.$p.dll" --contentRoot "$PWD/services/$p/Verification.$p" >"$data/logs/$s.log" 2>&1 &
+      supervised dotnet "services/$p/Verification.$p/bin/Release/net10.0/Verification.$p.dll" --contentRoot "$PWD/services/$p/Verification.$p" >"$data/logs/$s.log" 2>&1 &
     pids+=($!)
     echo "$s=$url" >>"$data/endpoints.tmp"
   done

@@ -58,6 +58,12 @@ public static class Messaging
                 throw new InvalidOperationException($"Bus:Transport '{transport}' is unknown: use RabbitMq or InMemory.");
             }
         });
+        var stuckAfter = settings.GetValue("StuckAfter", TimeSpan.FromMinutes(1));
+        if (string.Equals(transport, "RabbitMq", StringComparison.OrdinalIgnoreCase) && stuckAfter > TimeSpan.Zero)
+        {
+            builder.Services.AddSingleton(sp => ActivatorUtilities.CreateInstance<BusWatchdog>(sp, new Uri(rabbit!), stuckAfter));
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<BusWatchdog>());
+        }
         builder.Services.AddOptions<MassTransitHostOptions>().Configure(o =>
         {
             o.WaitUntilStarted = true;

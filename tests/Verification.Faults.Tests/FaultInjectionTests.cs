@@ -20,7 +20,9 @@ public sealed class FaultySystem : DistributedSystem
 
     protected override IDictionary<string, string> Settings => new Dictionary<string, string>
     {
-        ["Log:PublishInterval"] = "0", ["Bus:RetryLimit"] = "2",
+        // A stuck bus (see BusWatchdog) is given up on after 30 s, so a service that never gets its consumers back after
+        // a broker restart is started again well within the waits below.
+        ["Log:PublishInterval"] = "0", ["Bus:RetryLimit"] = "2", ["Bus:StuckAfter"] = "00:00:30",
     };
 
     protected override async Task<(PostgresServer Postgres, RabbitMqServer RabbitMq)> ServersAsync() =>
@@ -164,7 +166,8 @@ public sealed class FaultInjectionTests(FaultySystem system, ITestOutputHelper o
         var duplicated = raised.SelectMany(r => r.Value.Where(a => a.Value > 1).Select(a => $"{r.Key}/{a.Key}")).ToList();
         var addressees = raised.Values.Select(a => string.Join(',', a.Keys.Order())).Distinct().ToList();
 
-        note($"faults: {string.Join(", ", faults.GroupBy(f => f).Select(g => $"{g.Key} x{g.Count()}"))}; messages redriven from error queues: {poisoned}");
+        note($"faults: {string.Join(", ", faults.GroupBy(f => f).Select(g => $"{g.Key} x{g.Count()}"))}; messages redriven from error queues: {poisoned}; " +
+             $"services that stopped with a stuck bus and were started again: {system.SupervisorRestarts}");
         note($"requests: {load.Sent} sent, {load.Accepted.Count} accepted (2xx), {load.Retries} retried with their Idempotency-Key; " +
              $"never accepted after 3 min of retries: {gaveUp}; incidents filed: {filedIds.Count}; lost: {lost.Count}; filed twice: {filedTwice.Count}; alerts missing: {missing.Count}; duplicated: {duplicated.Count}");
 

@@ -64,7 +64,7 @@ public sealed class SmokeHost : IAsyncDisposable
     public CollectedActivities Activities { get; }
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<SmokeHost> StartAsync(Uri rabbit, string postgres, long maxBody = 1024 * 1024)
+    public static async Task<SmokeHost> StartAsync(Uri rabbit, string postgres, long maxBody = 1024 * 1024, IReadOnlyDictionary<string, string?>? settings = null)
     {
         var builder = WebApplication.CreateBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -74,7 +74,7 @@ public sealed class SmokeHost : IAsyncDisposable
             ["Bus:RabbitMq"] = rabbit.ToString(),
             ["ConnectionStrings:Postgres"] = postgres,
             ["Auth:DevMode"] = "true",
-        });
+        }.Concat(settings ?? new Dictionary<string, string?>()));
         var activities = new CollectedActivities();
         builder.AddServiceDefaults("smoke", o =>
         {

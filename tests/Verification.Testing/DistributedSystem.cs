@@ -6,7 +6,9 @@ namespace Verification.Testing;
 /// <summary>
 /// Every service as its own process (the built service DLLs, as in <c>scripts/run.sh --distributed</c>), each with its
 /// own fresh database on the test PostgreSQL, all on one RabbitMQ virtual host, exporting traces to
-/// <see cref="Spans"/> over OTLP. Processes are killed at the end, and by a watcher if the test run itself dies.
+/// <see cref="Spans"/> over OTLP. Processes are killed at the end, and by a watcher if the test run itself dies. A service
+/// that stops itself because its bus is stuck (exit code <see cref="ServiceDefaults.BusWatchdog.ExitCode"/>) is started
+/// again, as a container's restart policy or Kubernetes would; any other exit stays, for the test to see.
 /// </summary>
 public class DistributedSystem : IAsyncLifetime
 {
@@ -14,6 +16,9 @@ public class DistributedSystem : IAsyncLifetime
 
     private readonly Dictionary<string, (Process Process, StringBuilder Output)> _processes = [];
     private readonly Dictionary<string, string> _databases = [];
+    private readonly HashSet<string> _killed = [];
+    private volatile bool _disposing;
+    private int _supervisorRestarts;
     private Uri? _vhost;
     private string _configuration = "";
 
@@ -21,6 +26,9 @@ public class DistributedSystem : IAsyncLifetime
     public OtlpReceiver Spans { get; } = new();
     public IReadOnlyDictionary<string, string> Databases => _databases;
     public IReadOnlyDictionary<string, int> ProcessIds => _processes.ToDictionary(p => p.Key, p => p.Value.Process.Id);
+
+    /// <summary>How many times a service stopped itself with a stuck bus and was started again.</summary>
+    public int SupervisorRestarts => Volatile.Read(ref _supervisorRestarts);
 
     /// <summary>The broker's virtual host the services share (for queue depths).</summary>
     public Uri? VirtualHost => _vhost;
@@ -80,26 +88,52 @@ public class DistributedSystem : IAsyncLifetime
         };
         foreach (var (key, value) in Settings) environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;
         foreach (var (key, value) in environment) info.Environment[key] = value;
-        var process = Process.Start(info) ?? throw new InvalidOperationException($"could not start {name}");
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        process.Exited += (_, _) => OnExited(name, process);
+        if (!process.Start()) throw new InvalidOperationException($"could not start {name}");
         var output = _processes.TryGetValue(name, out var earlier) ? earlier.Output : new StringBuilder();
         process.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
         process.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        _processes[name] = (process, output);
+        lock (_processes) _processes[name] = (process, output);
         // Killed if the test run dies; the check on the command line keeps a reused pid safe.
         ServerProcess.StopWhenThisProcessExits(Path.Combine(ServerProcess.Root, $"e2e-{Environment.ProcessId}-{process.Id}"),
             $"grep -q Verification /proc/{process.Id}/cmdline && kill -9 {process.Id}");
     }
 
+    private void OnExited(string name, Process process)
+    {
+        lock (_processes)
+        {
+            if (_disposing || _killed.Contains(name) || _processes[name].Process != process) return;
+            int code;
+            try { code = process.ExitCode; }
+            catch (InvalidOperationException) { return; }
+            if (code != ServiceDefaults.BusWatchdog.ExitCode) return;
+            var output = _processes[name].Output;
+            lock (output) output.AppendLine($"[distributed system] {name} exited with {code} (its bus was stuck): starting it again");
+            Interlocked.Increment(ref _supervisorRestarts);
+        }
+        _ = Task.Run(() =>
+        {
+            lock (_processes)
+            {
+                if (!_disposing && !_killed.Contains(name)) Start(name);
+            }
+        });
+    }
+
     /// <summary>Waits until the service answers /health/ready (it fails at once if the process exits).</summary>
     public async Task WaitReadyAsync(string name, TimeSpan? timeout = null)
     {
-        var (process, output) = _processes[name];
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         await Eventually.True(async () =>
         {
-            if (process.HasExited) throw new InvalidOperationException($"{name} exited with {process.ExitCode} during start-up:\n{Output(output)}");
+            (Process process, StringBuilder output) current;
+            lock (_processes) current = _processes[name];
+            var (process, output) = current;
+            if (process.HasExited && process.ExitCode != ServiceDefaults.BusWatchdog.ExitCode) throw new InvalidOperationException($"{name} exited with {process.ExitCode} during start-up:\n{Output(output)}");
             try
             {
                 using var response = await http.GetAsync(new Uri(Endpoints[name], "/health/ready"));
@@ -115,7 +149,12 @@ public class DistributedSystem : IAsyncLifetime
     /// <summary>kill -9: no shutdown, no flush, whatever was in flight is cut.</summary>
     public async Task KillAsync(string name)
     {
-        var (process, _) = _processes[name];
+        Process process;
+        lock (_processes)
+        {
+            _killed.Add(name);
+            process = _processes[name].Process;
+        }
         process.Kill(entireProcessTree: true);
         await process.WaitForExitAsync();
         process.Dispose();
@@ -124,7 +163,11 @@ public class DistributedSystem : IAsyncLifetime
     /// <summary>Starts a killed service again on the same port and database, and waits until it is ready.</summary>
     public async Task RestartAsync(string name)
     {
-        Start(name);
+        lock (_processes)
+        {
+            _killed.Remove(name);
+            Start(name);
+        }
         await WaitReadyAsync(name);
     }
 
@@ -134,11 +177,17 @@ public class DistributedSystem : IAsyncLifetime
     }
 
     /// <summary>What a service process wrote, for a failing test's message.</summary>
-    public string OutputOf(string name) => Output(_processes[name].Output);
+    public string OutputOf(string name)
+    {
+        lock (_processes) return Output(_processes[name].Output);
+    }
 
     public async Task DisposeAsync()
     {
-        foreach (var (process, _) in _processes.Values)
+        _disposing = true;
+        List<Process> processes;
+        lock (_processes) processes = _processes.Values.Select(p => p.Process).ToList();
+        foreach (var process in processes)
         {
             try
             {
