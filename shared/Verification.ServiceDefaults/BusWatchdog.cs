@@ -75,7 +75,7 @@ public sealed partial class BusWatchdog(IBusControl bus, Uri broker, TimeSpan st
             await connection.CloseAsync(timeout.Token);
             return true;
         }
-        catch (Exception e) when (!stoppingToken.IsCancellationRequested && e is not OutOfMemoryException)
+        catch (Exception) when (!stoppingToken.IsCancellationRequested)
         {
             return false;
         }

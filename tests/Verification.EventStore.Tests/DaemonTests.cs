@@ -17,12 +17,13 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
             ? new StreamCheck(e.StreamId, 1, e.Version, e.Version == 1 ? 0 : 1)
             : check with { Count = check.Count + 1, LastVersion = e.Version, Anomalies = check.Anomalies + (e.Version == check.LastVersion + 1 ? 0 : 1) });
 
-    private async Task<EventStore> StoreAsync(string schema, int batchSize = 500)
+    private async Task<EventStore> StoreAsync(string schema, int batchSize = 500, TimeSpan? pollInterval = null)
     {
         var options = StoreFixture.Options(schema);
         options.InlineProjections.Clear();
         options.AsyncProjections.Add(StreamChecks());
         options.DaemonBatchSize = batchSize;
+        if (pollInterval is { } interval) options.PollInterval = interval;
         var store = new EventStore(fixture.DataSource, options);
         await store.MigrateAsync();
         return store;
@@ -239,11 +240,7 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         var written = await writer.HeadAsync(settledOnly: false);
         await Eventually.True(async () => await writer.HeadAsync() == written, TimeSpan.FromSeconds(30), "the appends to settle");
         // The instance running the daemon polls once an hour: only a wake-up can start the rebuild within the test.
-        var options = StoreFixture.Options("es_rebuild_wake");
-        options.InlineProjections.Clear();
-        options.AsyncProjections.Add(StreamChecks());
-        options.PollInterval = TimeSpan.FromHours(1);
-        await using var runner = new EventStore(fixture.DataSource, options);
+        await using var runner = await StoreAsync("es_rebuild_wake", pollInterval: TimeSpan.FromHours(1));
         var daemon = new ProjectionDaemon(runner, NullLogger<ProjectionDaemon>.Instance);
         await daemon.StartAsync(CancellationToken.None);
         await WaitCaughtUpAsync(runner, 20, TimeSpan.FromSeconds(30));

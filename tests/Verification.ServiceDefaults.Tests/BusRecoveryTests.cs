@@ -25,12 +25,17 @@ public sealed class BusRecoveryTests : IClassFixture<PostgresDatabaseFixture>
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         await PingAsync(host, "before");
 
+        async Task StopBrokerAsync()
+        {
+            broker.StopApp();
+            await Eventually.True(() => Task.FromResult(bus.CheckHealth().Status != BusHealthStatus.Healthy), TimeSpan.FromSeconds(30), "the bus to notice the broker is gone");
+        }
+
         // Down for three times StuckAfter: the bus is unhealthy, but nothing can connect, so it is not stuck; MassTransit
         // reconnects by itself once the broker is back. (A bounded wait for something that must not happen.)
-        broker.StopApp();
+        await StopBrokerAsync();
         try
         {
-            await Eventually.True(() => Task.FromResult(bus.CheckHealth().Status != BusHealthStatus.Healthy), TimeSpan.FromSeconds(30), "the bus to notice the broker is gone");
             await Task.Delay(TimeSpan.FromSeconds(6));
             Assert.False(lifetime.ApplicationStopping.IsCancellationRequested, "the service stopped while the broker was merely down");
         }
@@ -44,8 +49,7 @@ public sealed class BusRecoveryTests : IClassFixture<PostgresDatabaseFixture>
         // A stuck bus: restarted while the broker is down, it never gets its faulted receive endpoint back (MassTransit
         // 8.4 counts it as started and refuses to start it), the state the fault suite met after broker restarts. The
         // broker answers, the bus stays unhealthy: the watchdog stops the service for its supervisor to start it afresh.
-        broker.StopApp();
-        await Eventually.True(() => Task.FromResult(bus.CheckHealth().Status != BusHealthStatus.Healthy), TimeSpan.FromSeconds(30), "the bus to notice the broker is gone");
+        await StopBrokerAsync();
         await bus.StopAsync();
         var starting = bus.StartAsync();
         await broker.StartAppAsync();
