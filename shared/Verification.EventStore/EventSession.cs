@@ -61,6 +61,51 @@ public sealed class EventSession
 
     public async Task<IReadOnlyList<AppendResult>> SaveChangesAsync(CancellationToken cancellationToken = default)
     {
+        if (GroupMember() is not { } member) return await SaveAloneAsync(null, cancellationToken);
+        var grouped = _store.Appends.Enter(member);
+        if (grouped is null)
+        {
+            try { return await SaveAloneAsync(member, cancellationToken); }
+            finally { _store.Appends.Leave(); }
+        }
+        AppendResult? result;
+        try { result = await grouped.WaitAsync(cancellationToken); }
+        catch (OperationCanceledException) when (!_store.Appends.Withdraw(member))
+        {
+            result = await grouped;   // its group has it already: the outcome is on its way
+        }
+        // Not stored by its group (a conflict, a retry, an archived stream, or the group failed): alone, it learns why.
+        return result is not null ? [result] : await SaveAloneAsync(member, cancellationToken);
+    }
+
+    /// <summary>This session as one append of a group commit: one event to one stream at a known version, no inbox mark.</summary>
+    private GroupCommit.Member? GroupMember()
+    {
+        if (_appends.Count != 1 || _processed.Count > 0) return null;
+        var (streamId, streamType, expected, events) = _appends[0];
+        if (events.Length != 1 || expected is not (>= 0 and var at)) return null;
+        var type = _store.Types.NameOf(events[0].Data.GetType());
+        return new GroupCommit.Member(streamId, streamType, at, events[0], type.Name, _store.Types.Serialize(events[0].Data), MetadataJson(type.Version),
+            _metadata, OutboxMessages());
+    }
+
+    /// <summary>The queued messages as the outbox stores them, with their ids and the headers they carry.</summary>
+    private List<GroupCommit.Message> OutboxMessages()
+    {
+        if (_messages.Count == 0) return [];
+        var seed = _appends.Count > 0 ? _appends[0].Events[0].Id : Guid.NewGuid();
+        var headers = JsonSerializer.Serialize(new Dictionary<string, string?>
+        {
+            ["traceparent"] = Activity.Current?.Id,
+            ["correlationId"] = _metadata.CorrelationId,
+        }, EventTypes.Json);
+        return [.. _messages.Select((m, i) => new GroupCommit.Message(m.MessageId ?? Derive(seed, i), m.StreamId, _store.Types.NameOf(m.Message.GetType()).Name,
+            _store.Types.Serialize(m.Message), headers))];
+    }
+
+    /// <summary>The session in a transaction of its own; <paramref name="prepared"/>: what it was serialized to for a group.</summary>
+    private async Task<IReadOnlyList<AppendResult>> SaveAloneAsync(GroupCommit.Member? prepared, CancellationToken cancellationToken)
+    {
         var schema = _store.Schema;
         var types = _store.Types;
         await using var connection = await _store.DataSource.OpenConnectionAsync(cancellationToken);
@@ -113,7 +158,7 @@ public sealed class EventSession
             {
                 command.Parameters.Add(new NpgsqlParameter { Value = events[0].Id });
                 command.Parameters.Add(new NpgsqlParameter { Value = typeNames[0].Name, NpgsqlDbType = NpgsqlDbType.Text });
-                command.Parameters.Add(new NpgsqlParameter { Value = types.Serialize(events[0].Data), NpgsqlDbType = NpgsqlDbType.Jsonb });
+                command.Parameters.Add(new NpgsqlParameter { Value = prepared?.Data ?? types.Serialize(events[0].Data), NpgsqlDbType = NpgsqlDbType.Jsonb });
                 command.Parameters.Add(new NpgsqlParameter { Value = MetadataJson(typeNames[0].Version), NpgsqlDbType = NpgsqlDbType.Jsonb });
             }
             else
@@ -126,22 +171,15 @@ public sealed class EventSession
             batch.BatchCommands.Add(command);
         }
         // After the appends: a stream's messages then commit in the order its row lock admits writers.
-        var seed = _appends.Count > 0 ? _appends[0].Events[0].Id : Guid.NewGuid();
-        var headers = _messages.Count == 0 ? "" : JsonSerializer.Serialize(new Dictionary<string, string?>
+        foreach (var message in prepared?.Messages ?? OutboxMessages())
         {
-            ["traceparent"] = Activity.Current?.Id,
-            ["correlationId"] = _metadata.CorrelationId,
-        }, EventTypes.Json);
-        for (var i = 0; i < _messages.Count; i++)
-        {
-            var (message, streamId, messageId) = _messages[i];
             var publish = new NpgsqlBatchCommand(
                 $"INSERT INTO {schema}.outbox (message_id, stream_id, message_type, message, headers) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) ON CONFLICT (message_id) DO NOTHING");
-            publish.Parameters.Add(new NpgsqlParameter { Value = messageId ?? Derive(seed, i) });
-            publish.Parameters.Add(new NpgsqlParameter { Value = (object?)streamId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-            publish.Parameters.Add(new NpgsqlParameter { Value = types.NameOf(message.GetType()).Name });
-            publish.Parameters.Add(new NpgsqlParameter { Value = types.Serialize(message) });
-            publish.Parameters.Add(new NpgsqlParameter { Value = headers });
+            publish.Parameters.Add(new NpgsqlParameter { Value = message.Id });
+            publish.Parameters.Add(new NpgsqlParameter { Value = (object?)message.StreamId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+            publish.Parameters.Add(new NpgsqlParameter { Value = message.Type });
+            publish.Parameters.Add(new NpgsqlParameter { Value = message.Json });
+            publish.Parameters.Add(new NpgsqlParameter { Value = message.Headers });
             batch.BatchCommands.Add(publish);
         }
 

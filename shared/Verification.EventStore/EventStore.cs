@@ -35,6 +35,13 @@ public sealed class EventStoreOptions
     /// endpoint: a broker that went away mid-confirm must not leave the outbox stuck behind a publish that never ends.
     /// </summary>
     public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Appends running at once before further single-event appends wait and go together (group commit: one round trip,
+    /// statement and commit for many). Below it every append runs at once, as a lone writer's does. Lower shares more
+    /// under load; <see cref="int.MaxValue"/> turns grouping off.
+    /// </summary>
+    public int MaxAppendsInFlight { get; set; } = 2 * Environment.ProcessorCount;
 }
 
 /// <summary>The event store of one service: streams with expected versions, a hash chain, projections, outbox and inbox.</summary>
@@ -51,6 +58,9 @@ public sealed class EventStore : IAsyncDisposable
         _appendSql = Enum.GetValues<AppendShape>().Select(shape => new[] { StoreSchema.Append(Schema, shape, stored: false), StoreSchema.Append(Schema, shape) }).ToArray();
         LockStreamsSql = StoreSchema.LockStreams(Schema);
         LockAndCheckStreamsSql = StoreSchema.LockAndCheckStreams(Schema);
+        _appendGroupSql = [StoreSchema.AppendGroup(Schema, stored: false), StoreSchema.AppendGroup(Schema, stored: true)];
+        PublishGroupSql = StoreSchema.PublishGroup(Schema);
+        Appends = new GroupCommit(this);
     }
 
     // Built once: Npgsql finds its prepared statement by the text, and building it costs more than looking it up.
@@ -58,6 +68,10 @@ public sealed class EventStore : IAsyncDisposable
 
     /// <summary>The append statement for a shape; <paramref name="stored"/>: also returning what inline projections read.</summary>
     internal string AppendSql(AppendShape shape, bool stored) => _appendSql[(int)shape][stored ? 1 : 0];
+    private readonly string[] _appendGroupSql;
+    internal string AppendGroupSql(bool stored) => _appendGroupSql[stored ? 1 : 0];
+    internal string PublishGroupSql { get; }
+    internal GroupCommit Appends { get; }
     internal string LockStreamsSql { get; }
     internal string LockAndCheckStreamsSql { get; }
 

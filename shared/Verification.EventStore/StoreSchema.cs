@@ -225,15 +225,51 @@ internal static class StoreSchema
         {{Returning(stored)}}
         """;
 
-    private static string Returning(bool stored) => stored ? "RETURNING position, version, recorded_at, hash" : "RETURNING position, version";
+    /// <summary>
+    /// A group commit (<see cref="GroupCommit"/>): single-event appends to distinct streams, one per row of the arrays,
+    /// after <see cref="LockStreams"/> created and locked their rows in stream order. Each row moves its stream from the
+    /// version it expects (0 for a new stream) and inserts its event from what the row returns, in the arrays' order; a
+    /// row whose stream is elsewhere, or archived, matches nothing and takes no position (its caller then appends alone
+    /// and learns why). Parameters: streams, expected versions, ids, type names, data, metadata. Rows: stream, position,
+    /// version, and recorded_at, hash when <paramref name="stored"/>.
+    /// </summary>
+    public static string AppendGroup(string s, bool stored) => $$"""
+        WITH head AS (
+            UPDATE {{s}}.streams s SET version = s.version + 1, updated_at = now(),
+                hash = {{Hash("s.hash", "s.version + 1", "u.id", "u.type", "u.data", "u.metadata", stream: "u.stream")}}
+            FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) WITH ORDINALITY AS u (stream, expected, id, type, data, metadata, n)
+            WHERE s.id = u.stream AND s.version = u.expected AND NOT s.archived
+            RETURNING u.n, u.stream, u.id, u.type, u.data, u.metadata, s.version, s.hash
+        )
+        INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
+        SELECT id, stream, version, type, data, metadata, now(), hash FROM head ORDER BY n
+        RETURNING stream_id, {{Returned(stored)}}
+        """;
+
+    /// <summary>
+    /// The outbox messages of a group commit, each kept only if the event it follows ($6) is stored: the messages of an
+    /// append the group did not store come with that append when it runs alone.
+    /// </summary>
+    public static string PublishGroup(string s) => $$"""
+        INSERT INTO {{s}}.outbox (message_id, stream_id, message_type, message, headers)
+        SELECT u.message_id, u.stream_id, u.type, u.message, u.headers
+        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::uuid[]) WITH ORDINALITY AS u (message_id, stream_id, type, message, headers, event_id, n)
+        WHERE EXISTS (SELECT 1 FROM {{s}}.events e WHERE e.id = u.event_id)
+        ORDER BY u.n
+        ON CONFLICT (message_id) DO NOTHING
+        """;
+
+    private static string Returning(bool stored) => "RETURNING " + Returned(stored);
+
+    private static string Returned(bool stored) => stored ? "position, version, recorded_at, hash" : "position, version";
 
     /// <summary>
     /// The chain link, over the canonical bytes documented in the README: fields joined by LF, jsonb in its text form.
     /// Joined with || and casts resolved when planned (concat_ws looked up each field's output function per call, and
     /// would skip a null field where || makes the hash null and the insert fail).
     /// </summary>
-    private static string Hash(string previous, string version, string id, string type, string data, string metadata) =>
-        $"sha256(coalesce({previous}, ''::bytea) || convert_to($1 || E'\\n' || ({version})::text || E'\\n' || ({id})::text || E'\\n' || {type} || E'\\n' || " +
+    private static string Hash(string previous, string version, string id, string type, string data, string metadata, string stream = "$1") =>
+        $"sha256(coalesce({previous}, ''::bytea) || convert_to({stream} || E'\\n' || ({version})::text || E'\\n' || ({id})::text || E'\\n' || {type} || E'\\n' || " +
         $"to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || E'\\n' || ({data})::text || E'\\n' || ({metadata})::text, 'UTF8'))";
 
     /// <summary>Grants for the service's own login: read and insert events, never change them.</summary>

@@ -27,13 +27,16 @@ var options = new EventStoreOptions { Schema = "bench", DaemonBatchSize = 1000 }
 options.Types.Register<Observed>("observed");
 var store = new EventStore(dataSource, options);
 await store.MigrateAsync();
+// The same store with group commit off: every append its own round trip, statement and commit.
+var alone = new EventStore(dataSource, new EventStoreOptions { Schema = "bench", MaxAppendsInFlight = int.MaxValue });
+alone.Options.Types.Register<Observed>("observed");
 
 var sample = new Observed("zone-7", "MLRS", 3, DateTimeOffset.Parse("2026-02-01T04:10:00Z", CultureInfo.InvariantCulture));
 var data = JsonSerializer.Serialize(sample, EventTypes.Json);
 var metadata = JsonSerializer.Serialize(new EventMetadata { ActorSub = "monitor-1", ActorRole = "monitor", CorrelationId = "c" }, EventTypes.Json);
 var rows = new List<(string Case, double Rate, string Unit, string Ratio)>();
 
-foreach (var writers in new[] { 1, 16 })
+foreach (var writers in new[] { 1, 4, 16 })
 {
     await Exec(dataSource, $"INSERT INTO raw.streams (id) SELECT 'rawh-{writers}-' || w FROM generate_series(0, {writers - 1}) w");
     var rates = await Compare(writers, async (w, i) =>
@@ -66,10 +69,15 @@ foreach (var writers in new[] { 1, 16 })
     {
         await store.AppendAsync($"s-{writers}-{w}", "zone", i, [sample], EventMetadata.Empty);
         return 1;
+    }, async (w, i) =>
+    {
+        await alone.AppendAsync($"a-{writers}-{w}", "zone", i, [sample], EventMetadata.Empty);
+        return 1;
     });
     rows.Add(($"raw INSERT+COMMIT, {writers} writer(s)", rates.Rates[0], "rows/s", ""));
     rows.Add(($"raw INSERT + head-row UPDATE, one statement (reference), {writers} writer(s)", rates.Rates[1], "rows/s", rates.Ratio(1)));
     rows.Add(($"store append (1 event, expected version), {writers} writer(s)", rates.Rates[2], "events/s", rates.Ratio(2)));
+    rows.Add(($"the same, group commit off, {writers} writer(s)", rates.Rates[3], "events/s", rates.Ratio(3)));
 }
 
 const int batchSize = 100;
