@@ -86,7 +86,7 @@ public sealed class EventSession
         if (events.Length != 1 || expected is not (>= 0 and var at)) return null;
         var type = _store.Types.NameOf(events[0].Data.GetType());
         return new GroupCommit.Member(streamId, streamType, at, events[0], type.Name, _store.Types.Serialize(events[0].Data), MetadataJson(type.Version),
-            _metadata, OutboxMessages());
+            _metadata, OutboxMessages(), Activity.Current?.Context ?? default);
     }
 
     /// <summary>The queued messages as the outbox stores them, with their ids and the headers they carry.</summary>

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -16,6 +17,7 @@ namespace Verification.EventStore;
 internal sealed class GroupCommit(EventStore store)
 {
     private const int MaxGroup = 100;
+    private static readonly ActivitySource Source = new("Verification.EventStore");
 
     private readonly Lock _gate = new();
     private readonly List<Member> _waiting = [];
@@ -24,7 +26,7 @@ internal sealed class GroupCommit(EventStore store)
     internal sealed record Message(Guid Id, string? StreamId, string Type, string Json, string Headers);
 
     internal sealed class Member(string streamId, string streamType, long expected, NewEvent @event, string type, string data, string metadataJson,
-        EventMetadata metadata, IReadOnlyList<Message> messages)
+        EventMetadata metadata, IReadOnlyList<Message> messages, ActivityContext caller)
     {
         public string StreamId => streamId;
         public string StreamType => streamType;
@@ -35,6 +37,8 @@ internal sealed class GroupCommit(EventStore store)
         public string MetadataJson => metadataJson;
         public EventMetadata Metadata => metadata;
         public IReadOnlyList<Message> Messages => messages;
+        /// <summary>The caller's trace: the group's activity links to each of its appends' callers.</summary>
+        public ActivityContext Caller => caller;
         /// <summary>The stored result, or null: the group did not store it, so it runs alone.</summary>
         public TaskCompletionSource<AppendResult?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
@@ -71,7 +75,8 @@ internal sealed class GroupCommit(EventStore store)
                 return;
             }
         }
-        _ = Task.Run(FlushAsync);
+        // Not under this caller's trace: the flush serves many callers and links to each.
+        using (ExecutionContext.SuppressFlow()) _ = Task.Run(FlushAsync);
     }
 
     /// <summary>A caller that stops waiting before its group is taken is withdrawn: nothing of it is written.</summary>
@@ -138,6 +143,8 @@ internal sealed class GroupCommit(EventStore store)
     {
         // Stream order: every writer locks streams in the same order, so two groups never wait on each other crosswise.
         group.Sort((a, b) => string.CompareOrdinal(a.StreamId, b.StreamId));
+        using var activity = Source.StartActivity(ActivityKind.Internal, parentContext: default,
+            tags: [new("verification.appends", group.Count)], links: group.Where(m => m.Caller != default).Select(m => new ActivityLink(m.Caller)), name: "group commit");
         var inline = store.Options.InlineProjections;
         await using var connection = await store.DataSource.OpenConnectionAsync();
         await using var transaction = inline.Count > 0 ? await connection.BeginTransactionAsync() : null;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Npgsql;
 using Verification.EventStore;
 using Verification.Testing;
@@ -31,7 +32,9 @@ public sealed class GroupCommitTests(StoreFixture fixture) : IClassFixture<Store
         var transaction = await holder.BeginTransactionAsync();
         await using (var lockRow = new NpgsqlCommand($"SELECT 1 FROM {store.Schema}.streams WHERE id = '{blocker}' FOR UPDATE", holder, transaction))
             await lockRow.ExecuteNonQueryAsync();
-        var inFlight = store.AppendAsync(blocker, "incident", 1, [new Revised(blocker, 2)]);
+        Task<AppendResult> inFlight;
+        using (new Activity("held append").Start())   // the flush it hands its place to must not run under its trace
+            inFlight = store.AppendAsync(blocker, "incident", 1, [new Revised(blocker, 2)]);
         await Eventually.True(async () => await fixture.ScalarAsync(
             $"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE {store.Schema}.streams%'") == 1,
             TimeSpan.FromSeconds(20), "the append in flight to wait on the row lock");
@@ -130,6 +133,42 @@ public sealed class GroupCommitTests(StoreFixture fixture) : IClassFixture<Store
         // Each ran alone after the group rolled back: a transaction each.
         Assert.Equal(3, await fixture.ScalarAsync($"SELECT count(DISTINCT transaction_id) FROM es_group_fail.events WHERE position > {before} AND stream_id <> '{blocker}'"));
         Assert.True((await store.VerifyHashChainAsync()).Valid);
+    }
+
+    [Fact]
+    public async Task A_group_is_traced_on_its_own_linked_to_each_caller()
+    {
+        var store = await StoreAsync("es_group_trace");
+        var blocker = NewId();
+        await store.AppendAsync(blocker, "incident", 0, [new Noted(blocker, "Odesa", 1)]);
+        var groups = new List<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Verification.EventStore",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity => { lock (groups) groups.Add(activity); },
+        };
+        ActivitySource.AddActivityListener(listener);
+
+        var (inFlight, release) = await HoldOneInFlightAsync(store, blocker);
+        var callers = new List<ActivityTraceId>();
+        var appends = new List<Task<AppendResult>>();
+        for (var i = 0; i < 3; i++)
+        {
+            using var caller = new Activity("request").Start();
+            callers.Add(caller.TraceId);
+            var id = NewId();
+            appends.Add(store.AppendAsync(id, "incident", 0, [new Noted(id, "Odesa", i)]));
+        }
+        await release();
+        await inFlight;
+        await Task.WhenAll(appends);
+
+        var group = Assert.Single(groups, a => a.OperationName == "group commit");
+        Assert.Equal(default, group.ParentSpanId);
+        Assert.DoesNotContain(group.TraceId, callers);
+        Assert.Equal(callers.Select(t => t.ToHexString()).Order(), group.Links.Select(l => l.Context.TraceId.ToHexString()).Order());
+        Assert.Equal(3, group.GetTagItem("verification.appends"));
     }
 
     [Fact]
