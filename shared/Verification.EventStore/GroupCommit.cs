@@ -125,14 +125,19 @@ internal sealed class GroupCommit(EventStore store)
                 continue;
             }
             Dictionary<string, AppendResult>? stored = null;
-            try
+            using (var activity = Source.StartActivity(ActivityKind.Internal, parentContext: default, tags: [new("verification.appends", group.Count)],
+                links: group.Where(m => m.Caller != default).Select(m => new ActivityLink(m.Caller)), name: "group commit"))
             {
-                stored = await StoreAsync(group);
-            }
-            catch (Exception)
-            {
-                // Rolled back, so every append in it runs alone and meets its own outcome. (Had the commit gone through
-                // unseen, an append finds its event stored when it runs alone, and reports a duplicate.)
+                try
+                {
+                    stored = await StoreAsync(group);
+                }
+                catch (Exception e)
+                {
+                    // Rolled back, so every append in it runs alone and meets its own outcome. (Had the commit gone through
+                    // unseen, an append finds its event stored when it runs alone, and reports a duplicate.)
+                    activity?.SetStatus(ActivityStatusCode.Error, e.Message);
+                }
             }
             foreach (var member in group) member.Done.TrySetResult(stored?.GetValueOrDefault(member.StreamId));
             if (stored is { Count: > 0 }) store.Signals.Committed(events: true, outbox: group.Any(m => m.Messages.Count > 0));
@@ -143,8 +148,6 @@ internal sealed class GroupCommit(EventStore store)
     {
         // Stream order: every writer locks streams in the same order, so two groups never wait on each other crosswise.
         group.Sort((a, b) => string.CompareOrdinal(a.StreamId, b.StreamId));
-        using var activity = Source.StartActivity(ActivityKind.Internal, parentContext: default,
-            tags: [new("verification.appends", group.Count)], links: group.Where(m => m.Caller != default).Select(m => new ActivityLink(m.Caller)), name: "group commit");
         var inline = store.Options.InlineProjections;
         await using var connection = await store.DataSource.OpenConnectionAsync();
         await using var transaction = inline.Count > 0 ? await connection.BeginTransactionAsync() : null;

@@ -45,6 +45,19 @@ public sealed class GroupCommitTests(StoreFixture fixture) : IClassFixture<Store
         });
     }
 
+    /// <summary>Collects the store's activities (group commits) as they stop.</summary>
+    private static ActivityListener Listen(List<Activity> stopped)
+    {
+        var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Verification.EventStore",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity => { lock (stopped) stopped.Add(activity); },
+        };
+        ActivitySource.AddActivityListener(listener);
+        return listener;
+    }
+
     private static async Task<object> OutcomeAsync(Task<AppendResult> append)
     {
         try { return await append; }
@@ -114,14 +127,18 @@ public sealed class GroupCommitTests(StoreFixture fixture) : IClassFixture<Store
         var blocker = NewId();
         await store.AppendAsync(blocker, "incident", 0, [new Noted(blocker, "Kharkiv", 1)]);
         var taken = (await store.ReadStreamAsync(blocker))[0].Id;
+        var groups = new List<Activity>();
+        using var listener = Listen(groups);
         var before = await fixture.ScalarAsync("SELECT coalesce(max(position), 0) FROM es_group_fail.events");
 
         var (inFlight, release) = await HoldOneInFlightAsync(store, blocker);
         string[] fresh = [NewId(), NewId(), NewId()];
+        var caller = new Activity("request").Start();
         var appends = fresh.Select(id => store.AppendAsync(id, "incident", 0, [new Noted(id, "Kharkiv", 2)])).ToArray();
         // An event id stored before, in another stream: the group's insert fails on the unique index.
         var clash = NewId();
         var clashing = store.OpenSession().Append(clash, "incident", 0, [new NewEvent(taken, new Noted(clash, "Kharkiv", 3))]).SaveChangesAsync();
+        caller.Stop();
         Assert.Equal(4, store.Appends.Waiting);
         await release();
         await inFlight;
@@ -130,6 +147,7 @@ public sealed class GroupCommitTests(StoreFixture fixture) : IClassFixture<Store
         var failed = await Assert.ThrowsAsync<PostgresException>(() => clashing);
         Assert.Equal(PostgresErrorCodes.UniqueViolation, failed.SqlState);
         Assert.Empty(await store.ReadStreamAsync(clash));
+        Assert.Equal(ActivityStatusCode.Error, Assert.Single(groups, a => a.Links.Any(l => l.Context.TraceId == caller.TraceId)).Status);
         // Each ran alone after the group rolled back: a transaction each.
         Assert.Equal(3, await fixture.ScalarAsync($"SELECT count(DISTINCT transaction_id) FROM es_group_fail.events WHERE position > {before} AND stream_id <> '{blocker}'"));
         Assert.True((await store.VerifyHashChainAsync()).Valid);
@@ -142,13 +160,7 @@ public sealed class GroupCommitTests(StoreFixture fixture) : IClassFixture<Store
         var blocker = NewId();
         await store.AppendAsync(blocker, "incident", 0, [new Noted(blocker, "Odesa", 1)]);
         var groups = new List<Activity>();
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == "Verification.EventStore",
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = activity => { lock (groups) groups.Add(activity); },
-        };
-        ActivitySource.AddActivityListener(listener);
+        using var listener = Listen(groups);
 
         var (inFlight, release) = await HoldOneInFlightAsync(store, blocker);
         var callers = new List<ActivityTraceId>();
@@ -164,7 +176,8 @@ public sealed class GroupCommitTests(StoreFixture fixture) : IClassFixture<Store
         await inFlight;
         await Task.WhenAll(appends);
 
-        var group = Assert.Single(groups, a => a.OperationName == "group commit");
+        var group = Assert.Single(groups, a => a.Links.Any(l => callers.Contains(l.Context.TraceId)));
+        Assert.Equal("group commit", group.OperationName);
         Assert.Equal(default, group.ParentSpanId);
         Assert.DoesNotContain(group.TraceId, callers);
         Assert.Equal(callers.Select(t => t.ToHexString()).Order(), group.Links.Select(l => l.Context.TraceId.ToHexString()).Order());
