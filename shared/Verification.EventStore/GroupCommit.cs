@@ -105,14 +105,17 @@ internal sealed class GroupCommit(EventStore store)
                 }
                 else
                 {
-                    // One append per stream in a group (a later one to the same stream expects what the earlier one makes).
+                    // One append per stream in a group (a later one to the same stream expects what the earlier one makes);
+                    // the rest keep their order, in one pass under the lock.
                     var streams = new HashSet<string>(StringComparer.Ordinal);
-                    foreach (var member in _waiting)
+                    var kept = 0;
+                    for (var i = 0; i < _waiting.Count; i++)
                     {
-                        if (group.Count == MaxGroup) break;
-                        if (streams.Add(member.StreamId)) group.Add(member);
+                        var member = _waiting[i];
+                        if (group.Count < MaxGroup && streams.Add(member.StreamId)) group.Add(member);
+                        else _waiting[kept++] = member;
                     }
-                    _waiting.RemoveAll(group.Contains);
+                    _waiting.RemoveRange(kept, _waiting.Count - kept);
                 }
             }
             // Nothing waits: stay for one turn of the thread pool before giving the place up. Under load the callers of
@@ -153,13 +156,14 @@ internal sealed class GroupCommit(EventStore store)
         await using var transaction = inline.Count > 0 ? await connection.BeginTransactionAsync() : null;
         await using var batch = new NpgsqlBatch(connection, transaction);
 
+        var streams = group.Select(m => m.StreamId).ToArray();
         var lockStreams = new NpgsqlBatchCommand(store.LockStreamsSql);
-        lockStreams.Parameters.Add(Texts(group.Select(m => m.StreamId)));
+        lockStreams.Parameters.Add(Texts(streams));
         lockStreams.Parameters.Add(Texts(group.Select(m => m.StreamType)));
         batch.BatchCommands.Add(lockStreams);
 
         var append = new NpgsqlBatchCommand(store.AppendGroupSql(stored: inline.Count > 0));
-        append.Parameters.Add(Texts(group.Select(m => m.StreamId)));
+        append.Parameters.Add(Texts(streams));
         append.Parameters.Add(new NpgsqlParameter { Value = group.Select(m => m.Expected).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bigint });
         append.Parameters.Add(new NpgsqlParameter { Value = group.Select(m => m.Event.Id).ToArray() });
         append.Parameters.Add(Texts(group.Select(m => m.Type)));
