@@ -182,10 +182,13 @@ public sealed class EventSession
             publish.Parameters.Add(new NpgsqlParameter { Value = message.Headers });
             batch.BatchCommands.Add(publish);
         }
+        var carried = _store.Signals.Carry(outbox: _messages.Count > 0);
+        if (carried is not null) batch.BatchCommands.Add(Signals.Notify(carried));
 
         var results = new AppendResult[_appends.Count];
         var stored = new List<StoredEvent>();
         var inserted = 0;
+        var committed = false;
         try
         {
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
@@ -227,6 +230,7 @@ public sealed class EventSession
                 }
                 await transaction.CommitAsync(cancellationToken);
             }
+            committed = true;
         }
         catch (PostgresException e) when (e.SqlState == "VE001")
         {
@@ -243,7 +247,11 @@ public sealed class EventSession
         {
             throw new DuplicateMessageException(_processed[0].Consumer, _processed[0].MessageId);
         }
-        _store.Signals.Committed(events: inserted > 0, outbox: _messages.Count > 0);
+        finally
+        {
+            if (carried is not null && !committed) _store.Signals.CarryFailed();
+        }
+        _store.Signals.Committed(events: inserted > 0, outbox: _messages.Count > 0, carried: carried is not null);
         return results;
     }
 

@@ -31,6 +31,13 @@ public sealed class EventStoreOptions
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
+    /// Commits tell other processes (their daemons and relays) through NOTIFY at most once per interval: one that finds
+    /// none sent within it carries one in its own transaction, and after the last such commit one follows within two
+    /// intervals. Longer costs less under load and delays other processes more.
+    /// </summary>
+    public TimeSpan NotifyInterval { get; set; } = TimeSpan.FromMilliseconds(5);
+
+    /// <summary>
     /// How long the relay waits on one batch of publishes before giving up and starting again with a fresh publish
     /// endpoint: a broker that went away mid-confirm must not leave the outbox stuck behind a publish that never ends.
     /// </summary>

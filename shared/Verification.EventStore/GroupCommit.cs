@@ -128,26 +128,28 @@ internal sealed class GroupCommit(EventStore store)
                 continue;
             }
             Dictionary<string, AppendResult>? stored = null;
+            var carried = store.Signals.Carry(outbox: group.Exists(m => m.Messages.Count > 0));
             using (var activity = Source.StartActivity(ActivityKind.Internal, parentContext: default, tags: [new("verification.appends", group.Count)],
                 links: group.Where(m => m.Caller != default).Select(m => new ActivityLink(m.Caller)), name: "group commit"))
             {
                 try
                 {
-                    stored = await StoreAsync(group);
+                    stored = await StoreAsync(group, carried);
                 }
                 catch (Exception e)
                 {
                     // Rolled back, so every append in it runs alone and meets its own outcome. (Had the commit gone through
                     // unseen, an append finds its event stored when it runs alone, and reports a duplicate.)
                     activity?.SetStatus(ActivityStatusCode.Error, e.Message);
+                    if (carried is not null) store.Signals.CarryFailed();
                 }
             }
             foreach (var member in group) member.Done.TrySetResult(stored?.GetValueOrDefault(member.StreamId));
-            if (stored is { Count: > 0 }) store.Signals.Committed(events: true, outbox: group.Any(m => m.Messages.Count > 0));
+            if (stored is { Count: > 0 }) store.Signals.Committed(events: true, outbox: group.Exists(m => m.Messages.Count > 0), carried: carried is not null);
         }
     }
 
-    private async Task<Dictionary<string, AppendResult>> StoreAsync(List<Member> group)
+    private async Task<Dictionary<string, AppendResult>> StoreAsync(List<Member> group, string[]? notify)
     {
         // Stream order: every writer locks streams in the same order, so two groups never wait on each other crosswise.
         group.Sort((a, b) => string.CompareOrdinal(a.StreamId, b.StreamId));
@@ -183,6 +185,7 @@ internal sealed class GroupCommit(EventStore store)
             publish.Parameters.Add(new NpgsqlParameter { Value = messages.Select(x => x.Member.Event.Id).ToArray() });
             batch.BatchCommands.Add(publish);
         }
+        if (notify is not null) batch.BatchCommands.Add(Signals.Notify(notify));
 
         var results = new Dictionary<string, AppendResult>(StringComparer.Ordinal);
         var events = new List<StoredEvent>();

@@ -1,15 +1,20 @@
+using System.Diagnostics;
 using Npgsql;
 
 namespace Verification.EventStore;
 
 /// <summary>
-/// Wakes the daemon and the relay when something commits. NOTIFY inside the append would take PostgreSQL's
-/// global notify lock through every commit and serialize all writers, so commits signal waiters in this
-/// process directly, and a coalesced NOTIFY outside the transaction tells other processes; a listener turns
-/// those back into signals. Polling stays as the fallback.
+/// Wakes the daemon and the relay when something commits. Waiters in this process are signalled directly. Other
+/// processes hear a NOTIFY, which a listener turns back into signals, at most one per <see cref="EventStoreOptions.NotifyInterval"/>: NOTIFY
+/// on every commit would take PostgreSQL's global notify lock through each one and serialize all writers. A commit
+/// that finds none sent within the interval carries it in its own transaction (<see cref="Carry"/>); commits in
+/// between leave it to the notifier, which sends one within two intervals unless a commit carried one since.
+/// Polling stays as the fallback.
 /// </summary>
 internal sealed class Signals(EventStore store) : IAsyncDisposable
 {
+    private readonly long _intervalTicks = (long)(store.Options.NotifyInterval.TotalSeconds * Stopwatch.Frequency);
+
     private readonly Pulse _events = new();
     private readonly Pulse _outbox = new();
     private readonly SemaphoreSlim _notify = new(0, 1);
@@ -19,16 +24,50 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
     // 1 when a commit has not been told to other processes yet. Set and taken with Interlocked (full fences): a commit
     // that sets its flag as the notifier takes them is either taken now or finds the signal it must release.
     private int _pendingEvents, _pendingOutbox;
+    // When the last NOTIFY was sent or claimed by a commit (Stopwatch ticks).
+    private long _notifiedAt = long.MinValue / 2;
 
-    public void Committed(bool events, bool outbox)
+    /// <summary>
+    /// The channels a transaction about to commit should NOTIFY itself, or null when one was sent less than an interval
+    /// ago. A NOTIFY transaction of its own every interval cost a lone writer about 50 µs of client CPU per append (a
+    /// round trip and a commit each); carried, it is one more statement in a round trip the append makes anyway. Flags
+    /// pending now are cleared: those commits came before this one, so a listener woken by it reads them. Report the
+    /// outcome with <see cref="Committed"/> (carried: true) or <see cref="CarryFailed"/>.
+    /// </summary>
+    public string[]? Carry(bool outbox)
+    {
+        var now = Stopwatch.GetTimestamp();
+        var last = Volatile.Read(ref _notifiedAt);
+        if (now - last < _intervalTicks || Interlocked.CompareExchange(ref _notifiedAt, now, last) != last) return null;
+        Interlocked.Exchange(ref _pendingEvents, 0);
+        outbox |= Interlocked.Exchange(ref _pendingOutbox, 0) == 1;
+        return outbox ? [store.EventsChannel, store.OutboxChannel] : [store.EventsChannel];
+    }
+
+    /// <summary>A transaction that was to carry the NOTIFY rolled back: the notifier sends one for it and what it cleared.</summary>
+    public void CarryFailed()
+    {
+        Volatile.Write(ref _notifiedAt, long.MinValue / 2);
+        Committed(events: true, outbox: true);
+    }
+
+    /// <summary>A commit: wakes waiters here, and other processes through NOTIFY unless the commit carried it.</summary>
+    public void Committed(bool events, bool outbox, bool carried = false)
     {
         if (events) _events.Fire();
         if (outbox) _outbox.Fire();
+        if (carried) return;
         if (events) Interlocked.Exchange(ref _pendingEvents, 1);
         if (outbox) Interlocked.Exchange(ref _pendingOutbox, 1);
         if (Interlocked.Exchange(ref _notifierStarted, 1) == 0) _ = Task.Run(NotifyLoopAsync);
         Release(_notify);
     }
+
+    /// <summary>The statement that carries a NOTIFY, last in the batch of the transaction it rides in.</summary>
+    public static NpgsqlBatchCommand Notify(string[] channels) => new("SELECT pg_notify(c, NULL) FROM unnest($1::text[]) AS c")
+    {
+        Parameters = { new NpgsqlParameter { Value = channels } },
+    };
 
     /// <summary>
     /// The next wake-up for new events (committed here or, through NOTIFY, elsewhere). Take it before looking
@@ -64,24 +103,35 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
     {
         while (!_stop.IsCancellationRequested)
         {
+            bool events = false, outbox = false;
             try
             {
                 await _notify.WaitAsync(_stop.Token);
-                var events = Interlocked.Exchange(ref _pendingEvents, 0) == 1;
-                var outbox = Interlocked.Exchange(ref _pendingOutbox, 0) == 1;
-                var sql = (events ? $"NOTIFY {store.EventsChannel};" : "") + (outbox ? $"NOTIFY {store.OutboxChannel};" : "");
-                if (sql.Length == 0) continue;
+                // Not before two intervals are over: under load the next commit carries the NOTIFY as soon as one interval
+                // is, and this one is then not needed. It is for the commits after the last that carried one.
+                long wait;
+                while ((wait = Volatile.Read(ref _notifiedAt) + 2 * _intervalTicks - Stopwatch.GetTimestamp()) > 0)
+                    await Task.Delay(TimeSpan.FromSeconds((double)wait / Stopwatch.Frequency), _stop.Token);
+                events = Interlocked.Exchange(ref _pendingEvents, 0) == 1;
+                outbox = Interlocked.Exchange(ref _pendingOutbox, 0) == 1;
+                if (!events && !outbox) continue;
+                Volatile.Write(ref _notifiedAt, Stopwatch.GetTimestamp());
                 // A NOTIFY commits a transaction of its own; a wake-up needs no durability, so it does not wait for the
                 // WAL flush (which every append's commit would otherwise queue behind). Local to this transaction.
-                sql = "SELECT set_config('synchronous_commit', 'off', true);" + sql;
-                await using (var command = store.DataSource.CreateCommand(sql))
-                    await command.ExecuteNonQueryAsync(_stop.Token);
-                // At most one NOTIFY per few milliseconds: under load it costs other processes ≤ 5 ms of latency,
-                // not a server transaction per append (waiters in this process were woken already).
-                await Task.Delay(5, _stop.Token);
+                var sql = "SELECT set_config('synchronous_commit', 'off', true);" +
+                    (events ? $"NOTIFY {store.EventsChannel};" : "") + (outbox ? $"NOTIFY {store.OutboxChannel};" : "");
+                await using var command = store.DataSource.CreateCommand(sql);
+                await command.ExecuteNonQueryAsync(_stop.Token);
             }
             catch (OperationCanceledException) { return; }
-            catch (Exception) { await Task.Delay(200); /* best effort: other processes also poll */ }
+            catch (Exception)
+            {
+                // Best effort (other processes also poll), but what was pending stays pending for the next try.
+                if (events) Interlocked.Exchange(ref _pendingEvents, 1);
+                if (outbox) Interlocked.Exchange(ref _pendingOutbox, 1);
+                Release(_notify);
+                await Task.Delay(200);
+            }
         }
     }
 
