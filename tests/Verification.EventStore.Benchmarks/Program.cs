@@ -36,8 +36,8 @@ var data = JsonSerializer.Serialize(sample, EventTypes.Json);
 var metadata = JsonSerializer.Serialize(new EventMetadata { ActorSub = "monitor-1", ActorRole = "monitor", CorrelationId = "c" }, EventTypes.Json);
 var rows = new List<(string Case, double Rate, string Unit, string Ratio)>();
 
-// Raw rows get ids as the store makes them (UUIDv7, time-ordered): random ones scatter inserts over the id index, which
-// made raw 2026-12-01 write about three times the WAL per row and ran it slower than a fair baseline.
+// Raw rows get ids as the store makes them (UUIDv7, time-ordered): random ones scatter inserts over the id index (measured
+// 2026-12-01: twice the WAL per row, full-page images, twice the executor time), a slower baseline than a fair one.
 foreach (var writers in new[] { 1, 4, 16 })
 {
     await Exec(dataSource, $"INSERT INTO raw.streams (id) SELECT 'rawh-{writers}-' || w FROM generate_series(0, {writers - 1}) w");
