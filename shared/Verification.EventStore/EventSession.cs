@@ -188,7 +188,7 @@ public sealed class EventSession
         var results = new AppendResult[_appends.Count];
         var stored = new List<StoredEvent>();
         var inserted = 0;
-        var committed = false;
+        bool committed = false, refused = false;
         try
         {
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
@@ -232,6 +232,10 @@ public sealed class EventSession
             }
             committed = true;
         }
+        catch (PostgresException e) when (carried is not null && _store.Signals.Refused(e))
+        {
+            refused = true;   // the transaction failed whole: nothing of it was written
+        }
         catch (PostgresException e) when (e.SqlState == "VE001")
         {
             var match = System.Text.RegularExpressions.Regex.Match(e.MessageText, "^stream (.*) is at version ([0-9]+), not the expected");
@@ -251,6 +255,7 @@ public sealed class EventSession
         {
             if (carried is not null && !committed) _store.Signals.CarryFailed();
         }
+        if (refused) return await SaveAloneAsync(prepared, cancellationToken);
         _store.Signals.Committed(events: inserted > 0, outbox: _messages.Count > 0, carried: carried is not null);
         return results;
     }

@@ -142,6 +142,7 @@ internal sealed class GroupCommit(EventStore store)
                     // unseen, an append finds its event stored when it runs alone, and reports a duplicate.)
                     activity?.SetStatus(ActivityStatusCode.Error, e.Message);
                     if (carried is not null) store.Signals.CarryFailed();
+                    if (carried is not null && e is PostgresException refused) store.Signals.Refused(refused);
                 }
             }
             foreach (var member in group) member.Done.TrySetResult(stored?.GetValueOrDefault(member.StreamId));

@@ -26,6 +26,8 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
     private int _pendingEvents, _pendingOutbox;
     // When the last NOTIFY was sent or claimed by a commit (Stopwatch ticks).
     private long _notifiedAt = long.MinValue / 2;
+    // Until when commits leave the NOTIFY to the notifier, after one was refused (see Refused).
+    private long _carryOffUntil = long.MinValue;
 
     /// <summary>
     /// The channels a transaction about to commit should NOTIFY itself, or null when one was sent less than an interval
@@ -38,7 +40,8 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
     {
         var now = Stopwatch.GetTimestamp();
         var last = Volatile.Read(ref _notifiedAt);
-        if (now - last < _intervalTicks || Interlocked.CompareExchange(ref _notifiedAt, now, last) != last) return null;
+        if (now < Volatile.Read(ref _carryOffUntil) || now - last < _intervalTicks || Interlocked.CompareExchange(ref _notifiedAt, now, last) != last)
+            return null;
         Interlocked.Exchange(ref _pendingEvents, 0);
         outbox |= Interlocked.Exchange(ref _pendingOutbox, 0) == 1;
         return outbox ? [store.EventsChannel, store.OutboxChannel] : [store.EventsChannel];
@@ -49,6 +52,19 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
     {
         Volatile.Write(ref _notifiedAt, long.MinValue / 2);
         Committed(events: true, outbox: true);
+    }
+
+    /// <summary>
+    /// Whether a transaction that carried a NOTIFY failed because of it: PostgreSQL refuses one when its queue is full (a
+    /// listener somewhere stopped reading). An append must not fail for a wake-up: commits stop carrying for a minute and
+    /// the caller runs again without it, leaving the NOTIFY to the notifier, where a refusal costs only the wake-up
+    /// (other processes still poll).
+    /// </summary>
+    public bool Refused(PostgresException e)
+    {
+        if (e.SqlState != PostgresErrorCodes.ProgramLimitExceeded || !e.MessageText.Contains("NOTIFY", StringComparison.Ordinal)) return false;
+        Volatile.Write(ref _carryOffUntil, Stopwatch.GetTimestamp() + 60 * Stopwatch.Frequency);
+        return true;
     }
 
     /// <summary>A commit: wakes waiters here, and other processes through NOTIFY unless the commit carried it.</summary>

@@ -87,6 +87,34 @@ public sealed class NotifyTests(StoreFixture fixture) : IClassFixture<StoreFixtu
     }
 
     [Fact]
+    public async Task An_append_whose_carried_notification_is_refused_is_stored_and_other_processes_are_still_told()
+    {
+        // PostgreSQL refuses a NOTIFY when its queue is full. Stand-in: a pg_notify ahead of pg_catalog on this data
+        // source's search path that raises what PostgreSQL raises then (the notifier's NOTIFY statement is not a call).
+        await using (var shadow = fixture.DataSource.CreateCommand(
+            """
+            CREATE SCHEMA IF NOT EXISTS notify_full;
+            CREATE OR REPLACE FUNCTION notify_full.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS $f$
+            BEGIN RAISE EXCEPTION 'too many notifications in the NOTIFY queue' USING ERRCODE = '54000'; END $f$;
+            """))
+            await shadow.ExecuteNonQueryAsync();
+        await using var full = NpgsqlDataSource.Create(ServiceCollectionExtensions.WithStoreSettings(
+            new NpgsqlConnectionStringBuilder(fixture.ConnectionString) { SearchPath = "notify_full, pg_catalog" }.ConnectionString));
+        var options = StoreFixture.Options("es_notify_refused");
+        options.NotifyInterval = Interval;
+        var store = new EventStore(full, options);
+        await store.MigrateAsync();
+        await using var listener = await Listener.StartAsync(fixture.ConnectionString, store.EventsChannel);
+
+        var first = await store.AppendAsync("r-1", "incident", 0, [new Noted("r-1", "north", 1)]);
+        Assert.Equal(1, first.Version);
+        await listener.WaitForAsync(1, "a notification from the notifier instead");
+        // Carrying stays off for a while: the next appends are stored at once too.
+        Assert.Equal(1, (await store.AppendAsync("r-2", "incident", 0, [new Noted("r-2", "north", 2)])).Version);
+        Assert.Equal(2, await fixture.ScalarAsync("SELECT count(*) FROM es_notify_refused.events"));
+    }
+
+    [Fact]
     public async Task A_commit_that_was_to_carry_the_notification_and_failed_does_not_swallow_the_earlier_ones()
     {
         var store = await StoreAsync("es_notify_failed");
