@@ -5,11 +5,11 @@ namespace Verification.EventStore;
 
 /// <summary>
 /// Wakes the daemon and the relay when something commits. Waiters in this process are signalled directly. Other
-/// processes hear a NOTIFY, which a listener turns back into signals, at most one per <see cref="EventStoreOptions.NotifyInterval"/>: NOTIFY
-/// on every commit would take PostgreSQL's global notify lock through each one and serialize all writers. A commit
-/// that finds none sent within the interval carries it in its own transaction (<see cref="Carry"/>); commits in
-/// between leave it to the notifier, which sends one within two intervals unless a commit carried one since.
-/// Polling stays as the fallback.
+/// processes hear a NOTIFY, which a listener turns back into signals, at most one per
+/// <see cref="EventStoreOptions.NotifyInterval"/>: NOTIFY on every commit would take PostgreSQL's global notify lock
+/// through each one and serialize all writers. A commit that finds none sent within the interval carries it in its own
+/// transaction (<see cref="Carry"/>); commits in between leave it to the notifier, which sends one within two intervals
+/// unless a commit carried one since. Polling stays as the fallback.
 /// </summary>
 internal sealed class Signals(EventStore store) : IAsyncDisposable
 {
@@ -47,11 +47,11 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
         return outbox ? [store.EventsChannel, store.OutboxChannel] : [store.EventsChannel];
     }
 
-    /// <summary>A transaction that was to carry the NOTIFY rolled back: the notifier sends one for it and what it cleared.</summary>
+    /// <summary>A transaction that was to carry the NOTIFY rolled back: the notifier sends one for what it cleared.</summary>
     public void CarryFailed()
     {
         Volatile.Write(ref _notifiedAt, long.MinValue / 2);
-        Committed(events: true, outbox: true);
+        Tell(events: true, outbox: true);
     }
 
     /// <summary>
@@ -72,7 +72,12 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
     {
         if (events) _events.Fire();
         if (outbox) _outbox.Fire();
-        if (carried) return;
+        if (!carried) Tell(events, outbox);
+    }
+
+    /// <summary>Leaves telling other processes to the notifier.</summary>
+    private void Tell(bool events, bool outbox)
+    {
         if (events) Interlocked.Exchange(ref _pendingEvents, 1);
         if (outbox) Interlocked.Exchange(ref _pendingOutbox, 1);
         if (Interlocked.Exchange(ref _notifierStarted, 1) == 0) _ = Task.Run(NotifyLoopAsync);
