@@ -173,8 +173,7 @@ public sealed class EventSession
         // After the appends: a stream's messages then commit in the order its row lock admits writers.
         foreach (var message in prepared?.Messages ?? OutboxMessages())
         {
-            var publish = new NpgsqlBatchCommand(
-                $"INSERT INTO {schema}.outbox (message_id, stream_id, message_type, message, headers) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) ON CONFLICT (message_id) DO NOTHING");
+            var publish = new NpgsqlBatchCommand(_store.PublishSql);
             publish.Parameters.Add(new NpgsqlParameter { Value = message.Id });
             publish.Parameters.Add(new NpgsqlParameter { Value = (object?)message.StreamId ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
             publish.Parameters.Add(new NpgsqlParameter { Value = message.Type });
@@ -188,7 +187,7 @@ public sealed class EventSession
         var results = new AppendResult[_appends.Count];
         var stored = new List<StoredEvent>();
         var inserted = 0;
-        bool committed = false, refused = false;
+        var refused = false;
         try
         {
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
@@ -230,9 +229,10 @@ public sealed class EventSession
                 }
                 await transaction.CommitAsync(cancellationToken);
             }
-            committed = true;
         }
-        catch (PostgresException e) when (carried is not null && _store.Signals.Refused(e))
+        // Runs for any failure of a transaction that was to carry the NOTIFY, and hands it back to the notifier; unless the
+        // NOTIFY itself was refused, the filter is false and the failure goes on to the catches below or the caller.
+        catch (Exception e) when (carried is not null && _store.Signals.CarryFailed(e))
         {
             refused = true;   // the transaction failed whole: nothing of it was written
         }
@@ -250,10 +250,6 @@ public sealed class EventSession
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation && e.ConstraintName == "inbox_pkey")
         {
             throw new DuplicateMessageException(_processed[0].Consumer, _processed[0].MessageId);
-        }
-        finally
-        {
-            if (carried is not null && !committed) _store.Signals.CarryFailed();
         }
         if (refused) return await SaveAloneAsync(prepared, cancellationToken);
         _store.Signals.Committed(events: inserted > 0, outbox: _messages.Count > 0, carried: carried is not null);

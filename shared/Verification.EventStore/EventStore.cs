@@ -66,6 +66,7 @@ public sealed class EventStore : IAsyncDisposable
         LockStreamsSql = StoreSchema.LockStreams(Schema);
         LockAndCheckStreamsSql = StoreSchema.LockAndCheckStreams(Schema);
         _appendGroupSql = [StoreSchema.AppendGroup(Schema, stored: false), StoreSchema.AppendGroup(Schema, stored: true)];
+        PublishSql = StoreSchema.Publish(Schema);
         PublishGroupSql = StoreSchema.PublishGroup(Schema);
         Appends = new GroupCommit(this);
     }
@@ -77,6 +78,7 @@ public sealed class EventStore : IAsyncDisposable
     internal string AppendSql(AppendShape shape, bool stored) => _appendSql[(int)shape][stored ? 1 : 0];
     private readonly string[] _appendGroupSql;
     internal string AppendGroupSql(bool stored) => _appendGroupSql[stored ? 1 : 0];
+    internal string PublishSql { get; }
     internal string PublishGroupSql { get; }
     internal GroupCommit Appends { get; }
     internal string LockStreamsSql { get; }

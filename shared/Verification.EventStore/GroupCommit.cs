@@ -141,8 +141,7 @@ internal sealed class GroupCommit(EventStore store)
                     // Rolled back, so every append in it runs alone and meets its own outcome. (Had the commit gone through
                     // unseen, an append finds its event stored when it runs alone, and reports a duplicate.)
                     activity?.SetStatus(ActivityStatusCode.Error, e.Message);
-                    if (carried is not null) store.Signals.CarryFailed();
-                    if (carried is not null && e is PostgresException refused) store.Signals.Refused(refused);
+                    if (carried is not null) store.Signals.CarryFailed(e);
                 }
             }
             foreach (var member in group) member.Done.TrySetResult(stored?.GetValueOrDefault(member.StreamId));

@@ -26,7 +26,7 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
     private int _pendingEvents, _pendingOutbox;
     // When the last NOTIFY was sent or claimed by a commit (Stopwatch ticks).
     private long _notifiedAt = long.MinValue / 2;
-    // Until when commits leave the NOTIFY to the notifier, after one was refused (see Refused).
+    // Until when commits leave the NOTIFY to the notifier, after one was refused (see CarryFailed).
     private long _carryOffUntil = long.MinValue;
 
     /// <summary>
@@ -47,22 +47,19 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
         return outbox ? [store.EventsChannel, store.OutboxChannel] : [store.EventsChannel];
     }
 
-    /// <summary>A transaction that was to carry the NOTIFY rolled back: the notifier sends one for what it cleared.</summary>
-    public void CarryFailed()
+    /// <summary>
+    /// A transaction that was to carry the NOTIFY failed (rolled back whole): the notifier sends one for what it cleared.
+    /// True when the NOTIFY itself was refused: PostgreSQL refuses one when its queue is full (a listener somewhere
+    /// stopped reading). An append must not fail for a wake-up: commits then stop carrying for a minute and the caller
+    /// runs again without it, leaving the NOTIFY to the notifier, where a refusal costs only the wake-up (other
+    /// processes still poll).
+    /// </summary>
+    public bool CarryFailed(Exception failure)
     {
         Volatile.Write(ref _notifiedAt, long.MinValue / 2);
         Tell(events: true, outbox: true);
-    }
-
-    /// <summary>
-    /// Whether a transaction that carried a NOTIFY failed because of it: PostgreSQL refuses one when its queue is full (a
-    /// listener somewhere stopped reading). An append must not fail for a wake-up: commits stop carrying for a minute and
-    /// the caller runs again without it, leaving the NOTIFY to the notifier, where a refusal costs only the wake-up
-    /// (other processes still poll).
-    /// </summary>
-    public bool Refused(PostgresException e)
-    {
-        if (e.SqlState != PostgresErrorCodes.ProgramLimitExceeded || !e.MessageText.Contains("NOTIFY", StringComparison.Ordinal)) return false;
+        if (failure is not PostgresException { SqlState: PostgresErrorCodes.ProgramLimitExceeded } refused ||
+            !refused.MessageText.Contains("NOTIFY", StringComparison.Ordinal)) return false;
         Volatile.Write(ref _carryOffUntil, Stopwatch.GetTimestamp() + 60 * Stopwatch.Frequency);
         return true;
     }

@@ -246,6 +246,10 @@ internal static class StoreSchema
         RETURNING stream_id, {{Returned(stored)}}
         """;
 
+    /// <summary>One outbox message of a session, after its appends; a retry of the same batch inserts nothing.</summary>
+    public static string Publish(string s) =>
+        $"INSERT INTO {s}.outbox (message_id, stream_id, message_type, message, headers) VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) ON CONFLICT (message_id) DO NOTHING";
+
     /// <summary>
     /// The outbox messages of a group commit, each kept only if the event it follows ($6) is stored: the messages of an
     /// append the group did not store come with that append when it runs alone.
