@@ -124,10 +124,11 @@ public sealed class EventSession
         }
 
         // Several appends run in stream order, after one statement that locks all their streams (sorted): two sessions
-        // over the same streams then never wait on each other crosswise. A lone multi-event append locks its own.
+        // over the same streams then never wait on each other crosswise. A lone multi-event append at any version locks
+        // its own (at an expected version, or to a new stream, its statement does).
         var order = _appends.Count == 1 ? [0] : Enumerable.Range(0, _appends.Count).OrderBy(i => _appends[i].StreamId, StringComparer.Ordinal).ToArray();
         var lockAll = _appends.Count > 1;
-        var locked = order.Select(i => _appends[i]).Where(a => lockAll || a.Events.Length > 1).DistinctBy(a => a.StreamId).ToArray();
+        var locked = order.Select(i => _appends[i]).Where(a => lockAll || (a.Events.Length > 1 && a.Expected is null)).DistinctBy(a => a.StreamId).ToArray();
         if (locked.Length > 0)
         {
             var lockStreams = new NpgsqlBatchCommand(lockAll ? _store.LockAndCheckStreamsSql : _store.LockStreamsSql);
@@ -147,7 +148,8 @@ public sealed class EventSession
         {
             var (streamId, streamType, expected, events) = _appends[i];
             // A locked stream has its row already (version 0 if new), so a new one is started by moving that row from 0.
-            var shape = events.Length > 1 ? AppendShape.Many : expected > 0 || (expected == 0 && lockAll) ? AppendShape.OneAtVersion : AppendShape.One;
+            var shape = events.Length > 1 ? expected switch { null => AppendShape.Many, 0 => AppendShape.ManyNew, _ => AppendShape.ManyAtVersion }
+                : expected > 0 || (expected == 0 && lockAll) ? AppendShape.OneAtVersion : AppendShape.One;
             var command = new NpgsqlBatchCommand(_store.AppendSql(shape, returnStored));
             command.Parameters.Add(new NpgsqlParameter { Value = streamId });
             command.Parameters.Add(new NpgsqlParameter { Value = streamType });

@@ -1,7 +1,10 @@
 namespace Verification.EventStore;
 
-/// <summary>Which statement appends: one event at an expected version, one event new or at any version, several.</summary>
-internal enum AppendShape { OneAtVersion, One, Many }
+/// <summary>
+/// Which statement appends: one event at an expected version, one event new or at any version; several events at an
+/// expected version, to a new stream, or at any version (after <see cref="StoreSchema.LockStreams"/>).
+/// </summary>
+internal enum AppendShape { OneAtVersion, One, ManyAtVersion, ManyNew, Many }
 
 /// <summary>The store's tables and functions. Every statement is idempotent; migration runs under an advisory lock.</summary>
 internal static class StoreSchema
@@ -162,16 +165,19 @@ internal static class StoreSchema
 
     /// <summary>
     /// One append, one statement. A single event moves the stream's row (insert, or update under its row lock, which
-    /// re-reads the newest head after waiting) and inserts the event from what the row returns; several events follow
-    /// <see cref="LockStreams"/> and chain their hashes with a recursive query. Either way the expected version (and,
-    /// where a retry could pass it, the first event id) is checked before any position is taken. When there is nothing
-    /// to insert, refuse_append raises the conflict (or that the stream is archived: an archived stream matches no
-    /// append), or lets the statement return no rows for a repeat: the caller then reads what is stored. (A single
-    /// event with an expected version needs no probe for a retry: the first try moved the stream past the version the
-    /// retry expects.) Parameters: stream, stream type, expected version (null: any),
-    /// then id, type name, data, metadata: scalars for one event, arrays for several. Rows: position, version, and
-    /// recorded_at, hash when <paramref name="stored"/> (inline projections read them; reading columns nobody needs
-    /// costs each append a few microseconds). No PL/pgSQL on the way, and no more plan than needed.
+    /// re-reads the newest head after waiting) and inserts the event from what the row returns. Several events chain
+    /// their hashes with a recursive query from the head: at an expected version the statement locks the row itself
+    /// (FOR UPDATE returns the newest head after waiting); a new stream chains from nothing and then inserts its row,
+    /// which waits for a concurrent starter and matches nothing if the stream exists; at any version they follow
+    /// <see cref="LockStreams"/>. Either way the expected version (and, where a retry could pass it, the first event id)
+    /// is checked before any position is taken. When there is nothing to insert, refuse_append raises the conflict (or
+    /// that the stream is archived: an archived stream matches no append), or lets the statement return no rows for a
+    /// repeat: the caller then reads what is stored. (A single event with an expected version needs no probe for a
+    /// retry: the first try moved the stream past the version the retry expects.) Parameters: stream, stream type,
+    /// expected version (null: any), then id, type name, data, metadata: scalars for one event, arrays for several.
+    /// Rows: position, version, and recorded_at, hash when <paramref name="stored"/> (inline projections read them;
+    /// reading columns nobody needs costs each append a few microseconds). No PL/pgSQL on the way, and no more plan
+    /// than needed.
     /// </summary>
     public static string Append(string s, AppendShape shape, bool stored = true) => shape switch
     {
@@ -181,16 +187,48 @@ internal static class StoreSchema
             WHERE s.id = $1 AND s.version = $3 AND NOT s.archived
             RETURNING version, hash
             """, stored),
-        // A new stream (expected 0) or any version (null): insert the row, or on a concurrent or existing one, move it (null only).
+        // A new stream (expected 0) or any version (null): insert the row, or on a concurrent or existing one, move it
+        // (null, or a row without events yet).
         AppendShape.One => AppendOne(s, $$"""
             INSERT INTO {{s}}.streams AS s (id, type, version, hash, created_at, updated_at)
             SELECT $1, $2, 1, {{Hash("NULL", "1", "$4", "$5", "$6", "$7")}}, now(), now()
             WHERE $3::bigint = 0 OR ($3 IS NULL AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = $4))
             ON CONFLICT (id) DO UPDATE SET version = s.version + 1, hash = {{Hash("s.hash", "s.version + 1", "$4", "$5", "$6", "$7")}}, updated_at = now()
-            WHERE $3 IS NULL AND NOT s.archived
+            WHERE ($3 IS NULL OR s.version = 0) AND NOT s.archived
             RETURNING version, hash
             """, stored),
-        _ => AppendMany(s, stored),
+        AppendShape.ManyAtVersion => $$"""
+            WITH RECURSIVE head AS (
+                SELECT version, hash, archived FROM {{s}}.streams WHERE id = $1 FOR UPDATE
+            ),
+            {{Chain("SELECT 0, h.version, h.hash, " + RecordedAt + " FROM (SELECT) AS one LEFT JOIN head h ON true WHERE " +
+                $"CASE WHEN h.version = $3 AND NOT h.archived AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE id = ($4::uuid[])[1]) THEN true ELSE {s}.refuse_append($1, $3, $4) END")}},
+            {{AdvanceAndInsert(s, stored)}}
+            """,
+        // The stream's row comes last: a stream that exists (or starts concurrently: the insert waits for it) inserts
+        // nothing, and refuse_append then raises the conflict, or lets a repeat return no rows.
+        AppendShape.ManyNew => $$"""
+            WITH RECURSIVE {{Chain("SELECT 0, 0::bigint, NULL::bytea, " + RecordedAt)}},
+            started AS (
+                INSERT INTO {{s}}.streams AS s (id, type, version, hash, created_at, updated_at)
+                SELECT $1, $2, version, hash, now(), now() FROM chain WHERE n = cardinality($4::uuid[])
+                ON CONFLICT (id) DO UPDATE SET version = excluded.version, hash = excluded.hash, updated_at = now()
+                WHERE s.version = 0 AND NOT s.archived
+                RETURNING version
+            ),
+            admitted AS (
+                SELECT FROM (SELECT) AS one LEFT JOIN started st ON true
+                WHERE CASE WHEN st.version IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ($4::uuid[])[1])
+                           THEN true ELSE {{s}}.refuse_append($1, $3, $4) END
+            )
+            {{InsertChain(s, "chain, admitted", stored)}}
+            """,
+        // After LockStreams: the row exists and is locked, and this statement's snapshot sees its newest head.
+        _ => $$"""
+            WITH RECURSIVE {{Chain($"SELECT 0, version, hash, {RecordedAt} FROM {s}.streams WHERE id = $1 AND " +
+                $"CASE WHEN ($3::bigint IS NULL OR version = $3) AND NOT archived AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE id = ($4::uuid[])[1]) THEN true ELSE {s}.refuse_append($1, $3, $4) END")}},
+            {{AdvanceAndInsert(s, stored)}}
+            """,
     };
 
     private static string AppendOne(string s, string head, bool stored) => $$"""
@@ -204,24 +242,34 @@ internal static class StoreSchema
         {{Returning(stored)}}
         """;
 
-    private static string AppendMany(string s, bool stored) => $$"""
-        WITH RECURSIVE chain (n, version, hash) AS (
-            SELECT 0, version, hash FROM {{s}}.streams
-            WHERE id = $1 AND CASE WHEN ($3::bigint IS NULL OR version = $3) AND NOT archived AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ($4::uuid[])[1])
-                                   THEN true ELSE {{s}}.refuse_append($1, $3, $4) END
+    /// <summary>
+    /// The chain of several events from the row <paramref name="anchor"/> selects (n 0: the head's version and hash,
+    /// and the recorded time as the link writes it, formatted once for the whole batch).
+    /// </summary>
+    private static string Chain(string anchor) => $$"""
+        chain (n, version, hash, at) AS (
+            {{anchor}}
             UNION ALL
             SELECT c.n + 1, c.version + 1,
-                   {{Hash("c.hash", "c.version + 1", "($4::uuid[])[c.n + 1]", "($5::text[])[c.n + 1]", "($6::jsonb[])[c.n + 1]", "($7::jsonb[])[c.n + 1]")}}
+                   {{Hash("c.hash", "c.version + 1", "($4::uuid[])[c.n + 1]", "($5::text[])[c.n + 1]", "($6::jsonb[])[c.n + 1]", "($7::jsonb[])[c.n + 1]", at: "c.at")}}, c.at
             FROM chain c WHERE c.n < cardinality($4::uuid[])
-        ),
+        )
+        """;
+
+    /// <summary>After the chain from a locked head: move the head to the chain's end and insert its events.</summary>
+    private static string AdvanceAndInsert(string s, bool stored) => $$"""
         advanced AS (
             UPDATE {{s}}.streams s SET version = last.version, hash = last.hash, updated_at = now()
             FROM (SELECT version, hash FROM chain WHERE n > 0 ORDER BY n DESC LIMIT 1) AS last
             WHERE s.id = $1
         )
+        {{InsertChain(s, "chain", stored)}}
+        """;
+
+    private static string InsertChain(string s, string from, bool stored) => $$"""
         INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
         SELECT ($4::uuid[])[n], $1, version, ($5::text[])[n], ($6::jsonb[])[n], ($7::jsonb[])[n], now(), hash
-        FROM chain WHERE n > 0 ORDER BY n
+        FROM {{from}} WHERE n > 0 ORDER BY n
         {{Returning(stored)}}
         """;
 
@@ -272,9 +320,12 @@ internal static class StoreSchema
     /// Joined with || and casts resolved when planned (concat_ws looked up each field's output function per call, and
     /// would skip a null field where || makes the hash null and the insert fail).
     /// </summary>
-    private static string Hash(string previous, string version, string id, string type, string data, string metadata, string stream = "$1") =>
+    private static string Hash(string previous, string version, string id, string type, string data, string metadata, string stream = "$1", string at = RecordedAt) =>
         $"sha256(coalesce({previous}, ''::bytea) || convert_to({stream} || E'\\n' || ({version})::text || E'\\n' || ({id})::text || E'\\n' || {type} || E'\\n' || " +
-        $"to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || E'\\n' || ({data})::text || E'\\n' || ({metadata})::text, 'UTF8'))";
+        $"{at} || E'\\n' || ({data})::text || E'\\n' || ({metadata})::text, 'UTF8'))";
+
+    /// <summary>The recorded time as the link writes it (now() is the transaction's start, the same for every row).</summary>
+    private const string RecordedAt = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
     /// <summary>Grants for the service's own login: read and insert events, never change them.</summary>
     public static string Grants(string s, string role) => $$"""

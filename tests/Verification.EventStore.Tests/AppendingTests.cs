@@ -42,8 +42,10 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         Assert.Equal(1, await fixture.ScalarAsync($"SELECT count(*) FROM es.stream_heads WHERE id = '{id}' AND type = 'incident' AND version = 3"));
     }
 
-    [Fact]
-    public async Task Of_many_writers_with_the_same_expected_version_exactly_one_wins_and_losers_leave_no_gap()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(10)]
+    public async Task Of_many_writers_with_the_same_expected_version_exactly_one_wins_and_losers_leave_no_gap(int events)
     {
         var id = NewId();
         await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Kyiv", 1)]);
@@ -53,24 +55,67 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         {
             try
             {
-                await Store.AppendAsync(id, "incident", 1, [new Revised(id, i)]);
+                await Store.AppendAsync(id, "incident", 1, Enumerable.Range(0, events).Select(k => (object)new Revised(id, i * 100 + k)).ToArray());
                 return true;
             }
             catch (ConcurrencyException e)
             {
                 Assert.Equal(1, e.Expected);
-                Assert.Equal(2, e.Actual);
+                Assert.Equal(1 + events, e.Actual);
                 return false;
             }
         });
 
         Assert.Single(outcomes, won => won);
-        Assert.Equal([1L, 2], (await Store.ReadStreamAsync(id)).Select(e => e.Version));
+        Assert.Equal(Enumerable.Range(1, 1 + events).Select(v => (long)v), (await Store.ReadStreamAsync(id)).Select(e => e.Version));
         // The next append takes the very next position: the 15 losers took no sequence number.
-        var next = await Store.AppendAsync(id, "incident", 2, [new Revised(id, 99)]);
-        var winnerPosition = await fixture.ScalarAsync($"SELECT position FROM es.events WHERE stream_id = '{id}' AND version = 2");
-        Assert.Equal(winnerPosition + 1, next.Positions[0]);
-        Assert.True(winnerPosition > before);
+        var next = await Store.AppendAsync(id, "incident", 1 + events, [new Revised(id, 99)]);
+        var winnerLast = await fixture.ScalarAsync($"SELECT position FROM es.events WHERE stream_id = '{id}' AND version = {1 + events}");
+        Assert.Equal(winnerLast + 1, next.Positions[0]);
+        Assert.True(winnerLast > before);
+        Assert.True((await Store.VerifyHashChainAsync()).Valid);
+    }
+
+    /// <summary>
+    /// A batch at an expected version locks the stream's row in its own statement, and an append to a new stream inserts
+    /// the row: held up by another transaction on that row, each goes on from the newest row once it commits.
+    /// </summary>
+    [Fact]
+    public async Task Appends_held_up_on_their_streams_row_go_on_from_the_newest_head()
+    {
+        var existing = NewId();
+        var fresh = NewId();
+        var single = NewId();
+        await Store.AppendAsync(existing, "incident", ExpectedVersion.NoStream, [new Noted(existing, "Sumy", 1)]);
+        await using var holder = await fixture.DataSource.OpenConnectionAsync();
+        await using (var transaction = await holder.BeginTransactionAsync())
+        {
+            // A new version of the existing row (as any writer's would be), and a row at version 0 for the new stream
+            // (as a session over several streams makes before its appends).
+            await using (var hold = new NpgsqlCommand(
+                $"UPDATE es.streams SET updated_at = now() WHERE id = '{existing}'; INSERT INTO es.streams (id, type) VALUES ('{fresh}', 'incident'), ('{single}', 'incident')", holder, transaction))
+                await hold.ExecuteNonQueryAsync();
+            var onExisting = Store.AppendAsync(existing, "incident", 1, [new Revised(existing, 2), new Revised(existing, 3)]);
+            var onFresh = Store.AppendAsync(fresh, "incident", ExpectedVersion.NoStream, [new Noted(fresh, "Sumy", 4), new Revised(fresh, 5)]);
+            var onSingle = Store.AppendAsync(single, "incident", ExpectedVersion.NoStream, [new Noted(single, "Sumy", 9)]);
+            await Verification.Testing.Eventually.True(async () => await fixture.ScalarAsync(
+                $"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%es.streams%' AND pid <> {holder.ProcessID}") == 3,
+                TimeSpan.FromSeconds(20), "the three appends to wait on the rows held");
+            Assert.False(onExisting.IsCompleted || onFresh.IsCompleted || onSingle.IsCompleted);
+            await transaction.CommitAsync();
+            var moved = await onExisting;
+            Assert.Equal((3, 2), (moved.Version, moved.Positions.Count));
+            Assert.Equal(2, (await onFresh).Version);
+            Assert.Equal(1, (await onSingle).Version);
+        }
+        Assert.Equal(3, await Store.StreamVersionAsync(existing));
+        Assert.Equal(2, await Store.StreamVersionAsync(fresh));
+        Assert.Equal([1L, 2, 3], (await Store.ReadStreamAsync(existing)).Select(e => e.Version));
+        Assert.True((await Store.VerifyHashChainAsync()).Valid);
+        // The heads moved with the events: the next appends chain on from them.
+        await Store.AppendAsync(existing, "incident", 3, [new Revised(existing, 6), new Revised(existing, 7)]);
+        await Store.AppendAsync(fresh, "incident", 2, [new Revised(fresh, 8)]);
+        Assert.True((await Store.VerifyHashChainAsync()).Valid);
     }
 
     [Fact]
@@ -107,25 +152,30 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         Assert.Equal(40, await Store.StreamVersionAsync(b));
     }
 
-    [Fact]
-    public async Task Of_many_writers_starting_one_stream_exactly_one_wins()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(10)]
+    public async Task Of_many_writers_starting_one_stream_exactly_one_wins(int events)
     {
         var id = NewId();
         var outcomes = await AllAtOnceAsync(8, async i =>
         {
             try
             {
-                await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, [new Noted(id, "Kherson", i)]);
+                await Store.AppendAsync(id, "incident", ExpectedVersion.NoStream, Enumerable.Range(0, events).Select(k => (object)new Noted(id, "Kherson", i * 100 + k)).ToArray());
                 return true;
             }
             catch (ConcurrencyException e)
             {
-                Assert.Equal(1, e.Actual);
+                Assert.Equal(events, e.Actual);
                 return false;
             }
         });
         Assert.Single(outcomes, won => won);
-        Assert.Single(await Store.ReadStreamAsync(id));
+        Assert.Equal(events, (await Store.ReadStreamAsync(id)).Count);
+        // The losers took no sequence number: the next append takes the very next position.
+        var next = await Store.AppendAsync(id, "incident", events, [new Revised(id, 99)]);
+        Assert.Equal(await fixture.ScalarAsync($"SELECT position FROM es.events WHERE stream_id = '{id}' AND version = {events}") + 1, next.Positions[0]);
     }
 
     [Fact]
