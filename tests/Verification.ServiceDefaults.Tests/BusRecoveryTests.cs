@@ -19,7 +19,7 @@ public sealed class BusRecoveryTests : IClassFixture<PostgresDatabaseFixture>
     {
         var broker = await RabbitMqServer.StartPrivateAsync();
         await using var host = await SmokeHost.StartAsync(broker.Amqp, _postgres.ConnectionString,
-            settings: new Dictionary<string, string?> { ["Bus:StuckAfter"] = "00:00:02" });
+            settings: new Dictionary<string, string?> { ["Bus:StuckAfter"] = "00:00:12" });
         var watchdog = host.Services.GetRequiredService<BusWatchdog>();
         var bus = host.Services.GetRequiredService<IBusControl>();
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
@@ -31,12 +31,15 @@ public sealed class BusRecoveryTests : IClassFixture<PostgresDatabaseFixture>
             await Eventually.True(() => Task.FromResult(bus.CheckHealth().Status != BusHealthStatus.Healthy), TimeSpan.FromSeconds(30), "the bus to notice the broker is gone");
         }
 
-        // Down for three times StuckAfter: the bus is unhealthy, but nothing can connect, so it is not stuck; MassTransit
-        // reconnects by itself once the broker is back. (A bounded wait for something that must not happen.)
+        // Down for longer than StuckAfter: the bus is unhealthy, but nothing can connect, so it is not stuck; MassTransit
+        // reconnects by itself once the broker is back, at its next retry. (A bounded wait for something that must not
+        // happen.) Its receive endpoints retry 3 s after the first failure, then about 12 s later (measured: healthy
+        // 0.2–10 s after a 6 s outage ended, which a StuckAfter of 2 s took for stuck), and at most 30 s apart, below the
+        // 1 min default; a 13 s outage ends just before the second retry.
         await StopBrokerAsync();
         try
         {
-            await Task.Delay(TimeSpan.FromSeconds(6));
+            await Task.Delay(TimeSpan.FromSeconds(13));
             Assert.False(lifetime.ApplicationStopping.IsCancellationRequested, "the service stopped while the broker was merely down");
         }
         finally
