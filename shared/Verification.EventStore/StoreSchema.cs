@@ -174,7 +174,8 @@ internal static class StoreSchema
     /// that the stream is archived: an archived stream matches no append), or lets the statement return no rows for a
     /// repeat: the caller then reads what is stored. (A single event with an expected version needs no probe for a
     /// retry: the first try moved the stream past the version the retry expects.) Parameters: stream, stream type,
-    /// expected version (null: any), then id, type name, data, metadata: scalars for one event, arrays for several.
+    /// expected version (null: any), then id, type name, data, metadata: scalars for one event, arrays for several (of
+    /// metadata, one value per event or one for them all).
     /// Rows: position, version, and recorded_at, hash when <paramref name="stored"/> (inline projections read them;
     /// reading columns nobody needs costs each append a few microseconds). No PL/pgSQL on the way, and no more plan
     /// than needed.
@@ -201,14 +202,14 @@ internal static class StoreSchema
             WITH RECURSIVE head AS (
                 SELECT version, hash, archived FROM {{s}}.streams WHERE id = $1 FOR UPDATE
             ),
-            {{Chain("SELECT 0, h.version, h.hash, " + RecordedAt + " FROM (SELECT) AS one LEFT JOIN head h ON true WHERE " +
+            {{Chain($"SELECT 0, h.version, h.hash, {ChainStart} FROM (SELECT) AS one LEFT JOIN head h ON true WHERE " +
                 $"CASE WHEN h.version = $3 AND NOT h.archived AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE id = ($4::uuid[])[1]) THEN true ELSE {s}.refuse_append($1, $3, $4) END")}},
             {{AdvanceAndInsert(s, stored)}}
             """,
         // The stream's row comes last: a stream that exists (or starts concurrently: the insert waits for it) inserts
         // nothing, and refuse_append then raises the conflict, or lets a repeat return no rows.
         AppendShape.ManyNew => $$"""
-            WITH RECURSIVE {{Chain("SELECT 0, 0::bigint, NULL::bytea, " + RecordedAt)}},
+            WITH RECURSIVE {{Chain($"SELECT 0, 0::bigint, NULL::bytea, {ChainStart}")}},
             started AS (
                 INSERT INTO {{s}}.streams AS s (id, type, version, hash, created_at, updated_at)
                 SELECT $1, $2, version, hash, now(), now() FROM chain WHERE n = cardinality($4::uuid[])
@@ -225,7 +226,7 @@ internal static class StoreSchema
             """,
         // After LockStreams: the row exists and is locked, and this statement's snapshot sees its newest head.
         _ => $$"""
-            WITH RECURSIVE {{Chain($"SELECT 0, version, hash, {RecordedAt} FROM {s}.streams WHERE id = $1 AND " +
+            WITH RECURSIVE {{Chain($"SELECT 0, version, hash, {ChainStart} FROM {s}.streams WHERE id = $1 AND " +
                 $"CASE WHEN ($3::bigint IS NULL OR version = $3) AND NOT archived AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE id = ($4::uuid[])[1]) THEN true ELSE {s}.refuse_append($1, $3, $4) END")}},
             {{AdvanceAndInsert(s, stored)}}
             """,
@@ -244,14 +245,16 @@ internal static class StoreSchema
 
     /// <summary>
     /// The chain of several events from the row <paramref name="anchor"/> selects (n 0: the head's version and hash,
-    /// and the recorded time as the link writes it, formatted once for the whole batch).
+    /// then <see cref="ChainStart"/>). Metadata ($7) holds one value per event, or one for them all: a session's events
+    /// share it unless their schema versions differ, and one value is sent, parsed and written out as text once.
     /// </summary>
     private static string Chain(string anchor) => $$"""
-        chain (n, version, hash, at) AS (
+        chain (n, version, hash, at, metadata) AS (
             {{anchor}}
             UNION ALL
             SELECT c.n + 1, c.version + 1,
-                   {{Hash("c.hash", "c.version + 1", "($4::uuid[])[c.n + 1]", "($5::text[])[c.n + 1]", "($6::jsonb[])[c.n + 1]", "($7::jsonb[])[c.n + 1]", at: "c.at")}}, c.at
+                   {{Hash("c.hash", "c.version + 1", "($4::uuid[])[c.n + 1]", "($5::text[])[c.n + 1]", "($6::jsonb[])[c.n + 1]",
+                       "CASE WHEN cardinality($7::jsonb[]) = 1 THEN c.metadata ELSE (($7::jsonb[])[c.n + 1])::text END", at: "c.at")}}, c.at, c.metadata
             FROM chain c WHERE c.n < cardinality($4::uuid[])
         )
         """;
@@ -268,7 +271,7 @@ internal static class StoreSchema
 
     private static string InsertChain(string s, string from, bool stored) => $$"""
         INSERT INTO {{s}}.events (id, stream_id, version, type, data, metadata, recorded_at, hash)
-        SELECT ($4::uuid[])[n], $1, version, ($5::text[])[n], ($6::jsonb[])[n], ($7::jsonb[])[n], now(), hash
+        SELECT ($4::uuid[])[n], $1, version, ($5::text[])[n], ($6::jsonb[])[n], ($7::jsonb[])[CASE WHEN cardinality($7::jsonb[]) = 1 THEN 1 ELSE n END], now(), hash
         FROM {{from}} WHERE n > 0 ORDER BY n
         {{Returning(stored)}}
         """;
@@ -326,6 +329,9 @@ internal static class StoreSchema
 
     /// <summary>The recorded time as the link writes it (now() is the transaction's start, the same for every row).</summary>
     private const string RecordedAt = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+    /// <summary>What a chain's links share, worked out once: the recorded time as the link writes it, and the first metadata as text.</summary>
+    private const string ChainStart = RecordedAt + ", (($7::jsonb[])[1])::text";
 
     /// <summary>Grants for the service's own login: read and insert events, never change them.</summary>
     public static string Grants(string s, string role) => $$"""

@@ -392,7 +392,7 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         await v1.MigrateAsync();
         await v1.AppendAsync(id, "incident", 0, [new Noted(id, "Kherson", 7)]);
         var v2 = new EventStoreOptions { Schema = "es_upcast" };
-        v2.Types.Register<NotedV2>("noted", version: 2).Upcast("noted", 1, old => new JsonObject
+        v2.Types.Register<NotedV2>("noted", version: 2).Register<Revised>("revised").Upcast("noted", 1, old => new JsonObject
         {
             ["incidentId"] = old["incidentId"]!.GetValue<string>(),
             ["region"] = old["region"]!.GetValue<string>(),
@@ -406,6 +406,10 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         var stored = await reader.ReadStreamAsync(id);
         Assert.Equal(2, stored[1].Metadata.SchemaVersion);
         Assert.Equal(new NotedV2(id, "Kherson", 5, 9), stored[1].Data);
+        // A batch whose events are at different schema versions carries each event's own metadata, chained as stored.
+        await reader.AppendAsync(id, "incident", 2, [new Revised(id, 6), new NotedV2(id, "Kherson", 6, 8), new Revised(id, 7)]);
+        Assert.Equal([1, 2, 1, 2, 1], (await reader.ReadStreamAsync(id)).Select(e => e.Metadata.SchemaVersion));
+        Assert.True((await reader.VerifyHashChainAsync()).Valid);
         // Old code refuses what it cannot understand rather than misreading it.
         await Assert.ThrowsAsync<InvalidOperationException>(() => v1.ReadStreamAsync(id));
     }
