@@ -168,7 +168,7 @@ public sealed class EventSession
                 command.Parameters.Add(new NpgsqlParameter { Value = Array.ConvertAll(events, e => e.Id) });
                 command.Parameters.Add(new NpgsqlParameter { Value = names[i], NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text });
                 command.Parameters.Add(EventStore.Jsonb(Array.ConvertAll(events, e => types.Serialize(e.Data))));
-                // One metadata for all the events when their schema versions agree (the statement reads a single value so).
+                // One metadata value for all the events when their schema versions agree: sent, parsed and hashed once.
                 var metadata = Array.ConvertAll(typeNames, n => MetadataJson(n.Version));
                 command.Parameters.Add(EventStore.Jsonb(Array.TrueForAll(metadata, m => ReferenceEquals(m, metadata[0])) ? [metadata[0]] : metadata));
             }
