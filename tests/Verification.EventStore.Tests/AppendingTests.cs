@@ -90,7 +90,7 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         await using var holder = await fixture.DataSource.OpenConnectionAsync();
         await using (var transaction = await holder.BeginTransactionAsync())
         {
-            // A new version of the existing row (as any writer's would be), and a row at version 0 for the new stream
+            // A new version of the existing row (as any writer's would be), and rows at version 0 for the two new streams
             // (as a session over several streams makes before its appends).
             await using (var hold = new NpgsqlCommand(
                 $"UPDATE es.streams SET updated_at = now() WHERE id = '{existing}'; INSERT INTO es.streams (id, type) VALUES ('{fresh}', 'incident'), ('{single}', 'incident')", holder, transaction))
@@ -99,7 +99,7 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
             var onFresh = Store.AppendAsync(fresh, "incident", ExpectedVersion.NoStream, [new Noted(fresh, "Sumy", 4), new Revised(fresh, 5)]);
             var onSingle = Store.AppendAsync(single, "incident", ExpectedVersion.NoStream, [new Noted(single, "Sumy", 9)]);
             await Verification.Testing.Eventually.True(async () => await fixture.ScalarAsync(
-                $"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%es.streams%' AND pid <> {holder.ProcessID}") == 3,
+                $"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%es.streams%' AND pid <> {holder.ProcessID}") == 3,
                 TimeSpan.FromSeconds(20), "the three appends to wait on the rows held");
             Assert.False(onExisting.IsCompleted || onFresh.IsCompleted || onSingle.IsCompleted);
             await transaction.CommitAsync();
