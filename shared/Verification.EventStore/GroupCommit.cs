@@ -128,7 +128,8 @@ internal sealed class GroupCommit(EventStore store)
                 continue;
             }
             Dictionary<string, AppendResult>? stored = null;
-            var carried = store.Signals.Carry(outbox: group.Exists(m => m.Messages.Count > 0));
+            var outbox = group.Exists(m => m.Messages.Count > 0);
+            var carried = store.Signals.Carry(outbox);
             using (var activity = Source.StartActivity(ActivityKind.Internal, parentContext: default, tags: [new("verification.appends", group.Count)],
                 links: group.Where(m => m.Caller != default).Select(m => new ActivityLink(m.Caller)), name: "group commit"))
             {
@@ -145,7 +146,7 @@ internal sealed class GroupCommit(EventStore store)
                 }
             }
             foreach (var member in group) member.Done.TrySetResult(stored?.GetValueOrDefault(member.StreamId));
-            if (stored is { Count: > 0 }) store.Signals.Committed(events: true, outbox: group.Exists(m => m.Messages.Count > 0), carried: carried is not null);
+            if (stored is { Count: > 0 }) store.Signals.Committed(events: true, outbox, carried: carried is not null);
         }
     }
 

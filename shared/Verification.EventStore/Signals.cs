@@ -14,6 +14,8 @@ namespace Verification.EventStore;
 internal sealed class Signals(EventStore store) : IAsyncDisposable
 {
     private readonly long _intervalTicks = (long)(store.Options.NotifyInterval.TotalSeconds * Stopwatch.Frequency);
+    private readonly string[] _eventsChannel = [store.EventsChannel];
+    private readonly string[] _bothChannels = [store.EventsChannel, store.OutboxChannel];
 
     private readonly Pulse _events = new();
     private readonly Pulse _outbox = new();
@@ -44,7 +46,7 @@ internal sealed class Signals(EventStore store) : IAsyncDisposable
             return null;
         Interlocked.Exchange(ref _pendingEvents, 0);
         outbox |= Interlocked.Exchange(ref _pendingOutbox, 0) == 1;
-        return outbox ? [store.EventsChannel, store.OutboxChannel] : [store.EventsChannel];
+        return outbox ? _bothChannels : _eventsChannel;
     }
 
     /// <summary>

@@ -202,8 +202,7 @@ internal static class StoreSchema
             WITH RECURSIVE head AS (
                 SELECT version, hash, archived FROM {{s}}.streams WHERE id = $1 FOR UPDATE
             ),
-            {{Chain($"SELECT 0, h.version, h.hash, {ChainStart} FROM (SELECT) AS one LEFT JOIN head h ON true WHERE " +
-                $"CASE WHEN h.version = $3 AND NOT h.archived AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE id = ($4::uuid[])[1]) THEN true ELSE {s}.refuse_append($1, $3, $4) END")}},
+            {{Chain($"SELECT 0, h.version, h.hash, {ChainStart} FROM (SELECT) AS one LEFT JOIN head h ON true WHERE {Admitted(s, "h.version = $3 AND NOT h.archived")}")}},
             {{AdvanceAndInsert(s, stored)}}
             """,
         // The stream's row comes last: a stream that exists (or starts concurrently: the insert waits for it) inserts
@@ -218,16 +217,13 @@ internal static class StoreSchema
                 RETURNING version
             ),
             admitted AS (
-                SELECT FROM (SELECT) AS one LEFT JOIN started st ON true
-                WHERE CASE WHEN st.version IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {{s}}.events WHERE id = ($4::uuid[])[1])
-                           THEN true ELSE {{s}}.refuse_append($1, $3, $4) END
+                SELECT FROM (SELECT) AS one LEFT JOIN started st ON true WHERE {{Admitted(s, "st.version IS NOT NULL")}}
             )
             {{InsertChain(s, "chain, admitted", stored)}}
             """,
         // After LockStreams: the row exists and is locked, and this statement's snapshot sees its newest head.
         _ => $$"""
-            WITH RECURSIVE {{Chain($"SELECT 0, version, hash, {ChainStart} FROM {s}.streams WHERE id = $1 AND " +
-                $"CASE WHEN ($3::bigint IS NULL OR version = $3) AND NOT archived AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE id = ($4::uuid[])[1]) THEN true ELSE {s}.refuse_append($1, $3, $4) END")}},
+            WITH RECURSIVE {{Chain($"SELECT 0, version, hash, {ChainStart} FROM {s}.streams WHERE id = $1 AND {Admitted(s, "($3::bigint IS NULL OR version = $3) AND NOT archived")}")}},
             {{AdvanceAndInsert(s, stored)}}
             """,
     };
@@ -258,6 +254,13 @@ internal static class StoreSchema
             FROM chain c WHERE c.n < cardinality($4::uuid[])
         )
         """;
+
+    /// <summary>
+    /// A batch goes on when its head is as <paramref name="expected"/> and its first event id is not stored yet; otherwise
+    /// refuse_append raises why, or returns false for a repeat (the statement then inserts nothing).
+    /// </summary>
+    private static string Admitted(string s, string expected) =>
+        $"CASE WHEN {expected} AND NOT EXISTS (SELECT 1 FROM {s}.events WHERE id = ($4::uuid[])[1]) THEN true ELSE {s}.refuse_append($1, $3, $4) END";
 
     /// <summary>After the chain from a locked head: move the head to the chain's end and insert its events.</summary>
     private static string AdvanceAndInsert(string s, bool stored) => $$"""
