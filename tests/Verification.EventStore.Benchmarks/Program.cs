@@ -2,6 +2,7 @@
 // Usage: dotnet run -c Release -- "<connection string>" [seconds per case] [events for catch-up]
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
@@ -35,6 +36,7 @@ var sample = new Observed("zone-7", "MLRS", 3, DateTimeOffset.Parse("2026-02-01T
 var data = JsonSerializer.Serialize(sample, EventTypes.Json);
 var metadata = JsonSerializer.Serialize(new EventMetadata { ActorSub = "monitor-1", ActorRole = "monitor", CorrelationId = "c" }, EventTypes.Json);
 var rows = new List<(string Case, double Rate, string Unit, string Ratio)>();
+var warmUp = TimeSpan.Zero;
 
 // Raw rows get ids as the store makes them (UUIDv7, time-ordered): random ones scatter inserts over the id index (measured
 // 2026-12-01: twice the WAL per row, full-page images, twice the executor time), a slower baseline than a fair one.
@@ -154,7 +156,8 @@ Console.WriteLine($"| case | rate | unit | store / raw (lowest–highest turn) |
 Console.WriteLine($"| --- | ---: | --- | ---: |");
 foreach (var (name, rate, unit, ratio) in rows) Console.WriteLine($"| {name} | {rate:N0} | {unit} | {ratio} |");
 Console.WriteLine();
-Console.WriteLine($"peak working set {process.PeakWorkingSet64 / 1048576} MiB, managed heap {GC.GetTotalMemory(false) / 1048576} MiB, {Math.Max(1, (int)Math.Round(seconds))} one-second turns each for raw and store per write case, {Environment.ProcessorCount} cores");
+Console.WriteLine($"peak working set {process.PeakWorkingSet64 / 1048576} MiB, managed heap {GC.GetTotalMemory(false) / 1048576} MiB, {Math.Max(1, (int)Math.Round(seconds))} one-second turns each for raw and store per write case " +
+    $"after {warmUp.TotalSeconds:0} s of uncounted warm-up turns in all, {Environment.ProcessorCount} cores");
 return 0;
 
 // The sides take turns in one-second slices, so a drift in the machine's speed (it is shared) falls on all alike.
@@ -165,26 +168,35 @@ async Task<Comparison> Compare(int writers, params Func<int, int, Task<int>>[] s
     var done = new long[sides.Length];
     var elapsed = new TimeSpan[sides.Length];
     var turns = new List<double[]>();
-    // One turn first that is not counted: the first side to run a code path would otherwise pay for compiling it
-    // (tier 0, then tier 1 in the background) within its first measured second.
-    for (var side = 0; side < sides.Length; side++) await Slice(side, sides[side]);
+    // Turns first that are not counted, until a round of them compiles next to nothing: the first side to run a code
+    // path would otherwise pay for compiling it (tier 0, then tier 1 in the background) within its measured turns.
+    // Tier 1 of a path as long as the store's went on for about five seconds of a lone writer (2026-12-01), so one
+    // warm-up second each did not cover it.
+    var warming = Stopwatch.StartNew();
+    for (var round = 0; round < 10; round++)
+    {
+        var compiled = JitInfo.GetCompiledMethodCount();
+        for (var side = 0; side < sides.Length; side++) await Slice(side, sides[side], TimeSpan.FromMilliseconds(500));
+        if (JitInfo.GetCompiledMethodCount() - compiled < 20) break;
+    }
+    warmUp += warming.Elapsed;
     Array.Clear(done);
     Array.Clear(elapsed);
     for (var round = 0; round < Math.Max(1, (int)Math.Round(duration.TotalSeconds)); round++)
     {
         var turn = new double[sides.Length];
-        for (var side = 0; side < sides.Length; side++) turn[side] = await Slice(side, sides[side]);
+        for (var side = 0; side < sides.Length; side++) turn[side] = await Slice(side, sides[side], TimeSpan.FromSeconds(1));
         turns.Add(turn);
     }
     return new Comparison([.. Enumerable.Range(0, sides.Length).Select(side => done[side] / elapsed[side].TotalSeconds)], turns);
 
-    async Task<double> Slice(int side, Func<int, int, Task<int>> operation)
+    async Task<double> Slice(int side, Func<int, int, Task<int>> operation, TimeSpan length)
     {
         var before = Interlocked.Read(ref done[side]);
         var stop = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, writers).Select(w => Task.Run(async () =>
         {
-            while (stop.Elapsed < TimeSpan.FromSeconds(1)) Interlocked.Add(ref done[side], await operation(w, next[side, w]++));
+            while (stop.Elapsed < length) Interlocked.Add(ref done[side], await operation(w, next[side, w]++));
         })));
         elapsed[side] += stop.Elapsed;
         return (done[side] - before) / stop.Elapsed.TotalSeconds;
