@@ -237,15 +237,21 @@ public sealed class EventStore : IAsyncDisposable
     internal async Task<IReadOnlyList<StoredEvent>> ReadEventsAsync(NpgsqlCommand command, CancellationToken cancellationToken)
     {
         var events = new List<StoredEvent>();
+        // A session's events share their metadata: parse it once for a run of rows that carry the same (it is immutable).
+        (string Json, EventMetadata Parsed)? shared = null;
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
-        while (await reader.ReadAsync(cancellationToken)) events.Add(Materialize(reader));
+        while (await reader.ReadAsync(cancellationToken))
+        {
+            var metadataJson = reader.GetString(7);
+            if (shared?.Json != metadataJson) shared = (metadataJson, JsonSerializer.Deserialize<EventMetadata>(metadataJson, EventTypes.Json)!);
+            events.Add(Materialize(reader, shared.Value.Parsed));
+        }
         return events;
     }
 
-    private StoredEvent Materialize(NpgsqlDataReader reader)
+    private StoredEvent Materialize(NpgsqlDataReader reader, EventMetadata metadata)
     {
         var type = reader.GetString(5);
-        var metadata = JsonSerializer.Deserialize<EventMetadata>(reader.GetString(7), EventTypes.Json)!;
         var json = reader.GetString(6);
         object data = Types.IsRegistered(type) ? Types.Deserialize(type, metadata.SchemaVersion, json) : JsonDocument.Parse(json).RootElement.Clone();
         return new StoredEvent(
