@@ -174,6 +174,49 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
     }
 
     [Fact]
+    public async Task When_the_holder_dies_mid_run_another_instance_takes_over_and_nothing_is_lost_or_repeated()
+    {
+        var store = await StoreAsync("es_holder_dies", batchSize: 10);
+        // The instance that dies has a pool of its own, named, so its sessions can be cut as a crash cuts them.
+        const string doomedName = "es-holder-dies";
+        var doomedPool = NpgsqlDataSource.Create(new NpgsqlConnectionStringBuilder(ServiceCollectionExtensions.WithStoreSettings(fixture.ConnectionString))
+            { ApplicationName = doomedName }.ConnectionString);
+        var doomed = new ProjectionDaemon(new EventStore(doomedPool, store.Options), NullLogger<ProjectionDaemon>.Instance);
+        await doomed.StartAsync(CancellationToken.None);
+        await Eventually.True(async () => await AdvisoryLocksHeldByAsync(doomedName) == store.Options.AsyncProjections.Count, TimeSpan.FromSeconds(30),
+            "the doomed instance to lead every projection");
+        var survivor = new ProjectionDaemon(store, NullLogger<ProjectionDaemon>.Instance);
+        await survivor.StartAsync(CancellationToken.None);
+
+        for (var i = 0; i < 100; i++)
+        {
+            await store.AppendAsync($"d{i % 5}", "incident", null, [new Noted($"d{i % 5}", "north", 1), new Revised($"d{i % 5}", i)]);
+            if (i != 50) continue;
+            await Eventually.True(async () => (await store.ProjectionStatusAsync("stream_check")) is [{ Processed: > 0 }], TimeSpan.FromSeconds(30),
+                "the doomed instance to project");
+            // Halfway, while it is projecting: every session of the holder ends at once (its open page rolls back with
+            // them, the lock goes with its connection), and with its pool gone it cannot come back.
+            await using (var cut = fixture.DataSource.CreateCommand(
+                $"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{doomedName}' AND datname = current_database()"))
+                Assert.True((long)(await cut.ExecuteScalarAsync())! >= 1, "the holder had sessions to cut");
+            await doomedPool.DisposeAsync();
+        }
+        await WaitCaughtUpAsync(store, 200, TimeSpan.FromSeconds(30));
+        Assert.Equal(0, await AdvisoryLocksHeldByAsync(doomedName));
+        await survivor.StopAsync(CancellationToken.None);
+        await doomed.StopAsync(CancellationToken.None);
+        await AssertExactlyOnceAsync(store, 200);
+
+        async Task<long> AdvisoryLocksHeldByAsync(string applicationName)
+        {
+            await using var held = fixture.DataSource.CreateCommand(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid " +
+                $"WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = '{applicationName}' AND a.datname = current_database()");
+            return (long)(await held.ExecuteScalarAsync())!;
+        }
+    }
+
+    [Fact]
     public async Task A_lease_returns_its_connection_to_the_pool_without_the_lock()
     {
         // One pooled connection, not reset on return (as services run): the next user gets the same session.
