@@ -48,7 +48,7 @@ public sealed class EventStoreOptions
     /// statement and commit for many). Below it every append runs at once, as a lone writer's does. Lower shares more
     /// under load; <see cref="int.MaxValue"/> turns grouping off.
     /// </summary>
-    public int MaxAppendsInFlight { get; set; } = Environment.ProcessorCount;
+    public int MaxAppendsInFlight { get; set; } = 2 * Environment.ProcessorCount;
 }
 
 /// <summary>The event store of one service: streams with expected versions, a hash chain, projections, outbox and inbox.</summary>
