@@ -38,8 +38,9 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
                 while (!stoppingToken.IsCancellationRequested)
                 {
                     var wake = store.Signals.NextEvents;
-                    var progressed = await StepAsync(projection, live: true, stoppingToken);
-                    progressed |= await StepRebuildAsync(projection, stoppingToken);
+                    var (progressed, rebuilding) = await StepAsync(projection, live: true, stoppingToken);
+                    // Only while a rebuild generation exists: the live step's read says so, in the same round trip.
+                    if (rebuilding) progressed |= await StepRebuildAsync(projection, stoppingToken);
                     // The lock lives as long as this connection: check it still does, then sleep until signalled.
                     if (!progressed)
                     {
@@ -60,26 +61,32 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
         }
     }
 
-    /// <summary>Applies one page to the live generation (or the one being rebuilt). False when there was nothing to do.</summary>
-    private async Task<bool> StepAsync(Projection projection, bool live, CancellationToken cancellationToken)
+    /// <summary>
+    /// Applies one page to the live generation (or the one being rebuilt). Progressed: false when there was nothing to do.
+    /// Rebuilding: whether a generation is being rebuilt beside the live one (true when it could not tell).
+    /// </summary>
+    private async Task<(bool Progressed, bool Rebuilding)> StepAsync(Projection projection, bool live, CancellationToken cancellationToken)
     {
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
         int generation;
         LogPosition checkpoint;
+        bool rebuilding;
         await using (var read = new NpgsqlCommand(
-            $"SELECT generation, last_xid::text, last_position FROM {store.Schema}.projections WHERE name = @name AND live = @live ORDER BY generation DESC LIMIT 1 FOR UPDATE",
+            $"SELECT generation, last_xid::text, last_position, EXISTS (SELECT 1 FROM {store.Schema}.projections r WHERE r.name = @name AND NOT r.live) " +
+            $"FROM {store.Schema}.projections WHERE name = @name AND live = @live ORDER BY generation DESC LIMIT 1 FOR UPDATE",
             connection, transaction))
         {
             read.Parameters.AddWithValue("name", projection.Name);
             read.Parameters.AddWithValue("live", live);
             await using var reader = await read.ExecuteReaderAsync(cancellationToken);
-            if (!await reader.ReadAsync(cancellationToken)) return false;
+            if (!await reader.ReadAsync(cancellationToken)) return (false, true);
             generation = reader.GetInt32(0);
             checkpoint = new LogPosition(ulong.Parse(reader.GetString(1), CultureInfo.InvariantCulture), reader.GetInt64(2));
+            rebuilding = reader.GetBoolean(3);
         }
         var events = await store.ReadAllAsync(connection, checkpoint, live ? store.Options.DaemonBatchSize : store.Options.RebuildBatchSize, cancellationToken);
-        if (events.Count == 0) return false;
+        if (events.Count == 0) return (false, rebuilding);
         await projection.ApplyAsync(events, new ProjectionWrite(connection, transaction, store.Schema, generation), cancellationToken);
         var last = events[^1];
         await using (var save = new NpgsqlCommand(
@@ -94,13 +101,13 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             await save.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
-        return true;
+        return (true, rebuilding);
     }
 
     /// <summary>Advances a rebuild; once it stands where the live generation stands, swaps it in and drops the old one.</summary>
     private async Task<bool> StepRebuildAsync(Projection projection, CancellationToken cancellationToken)
     {
-        if (await StepAsync(projection, live: false, cancellationToken)) return true;
+        if ((await StepAsync(projection, live: false, cancellationToken)).Progressed) return true;
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
         await using var swap = new NpgsqlCommand(
             $"""
