@@ -35,6 +35,8 @@ public sealed class EventSession
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(streamId);
         if (events.Length == 0) throw new ArgumentException("nothing to append", nameof(events));
+        Storable.Text(streamId, "the stream id");
+        Storable.Text(streamType, "the stream type");
         _appends.Add((streamId, streamType, expectedVersion, events));
         return this;
     }
@@ -45,6 +47,7 @@ public sealed class EventSession
     /// </summary>
     public EventSession Publish(object message, string? streamId = null, Guid? messageId = null)
     {
+        if (streamId is not null) Storable.Text(streamId, "the message's stream id");
         _messages.Add((message, streamId, messageId));
         return this;
     }
@@ -194,6 +197,7 @@ public sealed class EventSession
         var refused = false;
         try
         {
+            await batch.PrepareAsync(cancellationToken);   // once per connection and statement (see WithStoreSettings)
             await using (var reader = await batch.ExecuteReaderAsync(cancellationToken))
             {
                 // The check of a session over several streams returns an empty result before the appends' own.
@@ -281,7 +285,7 @@ public sealed class EventSession
     {
         _metadataJson ??= [];
         if (!_metadataJson.TryGetValue(schemaVersion, out var json))
-            _metadataJson[schemaVersion] = json = JsonSerializer.Serialize(_metadata with { SchemaVersion = schemaVersion }, EventTypes.Json);
+            _metadataJson[schemaVersion] = json = Storable.Json(JsonSerializer.Serialize(_metadata with { SchemaVersion = schemaVersion }, EventTypes.Json), "the metadata");
         return json;
     }
 

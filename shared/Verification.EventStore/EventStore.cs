@@ -160,8 +160,10 @@ public sealed class EventStore : IAsyncDisposable
     public async Task<long> StreamVersionAsync(string streamId, CancellationToken cancellationToken = default)
     {
         // The head row every append moves; a stream whose only appends failed has a row at 0, a new one none.
-        await using var command = DataSource.CreateCommand($"SELECT version FROM {Schema}.streams WHERE id = @id");
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand($"SELECT version FROM {Schema}.streams WHERE id = @id", connection);
         command.Parameters.AddWithValue("id", streamId);
+        await command.PrepareAsync(cancellationToken);
         return await command.ExecuteScalarAsync(cancellationToken) is long version ? version : 0;
     }
 
@@ -169,8 +171,9 @@ public sealed class EventStore : IAsyncDisposable
     public async Task<IReadOnlyList<StoredEvent>> ReadStreamAsync(string streamId, long? toVersion = null, DateTimeOffset? recordedUpTo = null,
         CancellationToken cancellationToken = default)
     {
-        await using var command = DataSource.CreateCommand(
-            $"SELECT {Columns} FROM {Schema}.events WHERE stream_id = @id AND version <= @to AND recorded_at <= @at ORDER BY version");
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(
+            $"SELECT {Columns} FROM {Schema}.events WHERE stream_id = @id AND version <= @to AND recorded_at <= @at ORDER BY version", connection);
         command.Parameters.AddWithValue("id", streamId);
         command.Parameters.AddWithValue("to", toVersion ?? long.MaxValue);
         command.Parameters.AddWithValue("at", recordedUpTo ?? DateTimeOffset.MaxValue);
@@ -234,8 +237,10 @@ public sealed class EventStore : IAsyncDisposable
 
     internal const string Columns = "position, transaction_id::text AS xid_text, id, stream_id, version, type, data::text, metadata::text, recorded_at, hash";
 
+    /// <summary>Runs a read of <see cref="Columns"/> (prepared: reads of streams and pages of the log run all the time).</summary>
     internal async Task<IReadOnlyList<StoredEvent>> ReadEventsAsync(NpgsqlCommand command, CancellationToken cancellationToken)
     {
+        await command.PrepareAsync(cancellationToken);
         var events = new List<StoredEvent>();
         // A session's events share their metadata: parse it once for a run of rows that carry the same (it is immutable).
         (string Json, EventMetadata Parsed)? shared = null;
@@ -262,10 +267,12 @@ public sealed class EventStore : IAsyncDisposable
     /// <summary>A projection's live document.</summary>
     public async Task<T?> LoadDocumentAsync<T>(string projection, string id, CancellationToken cancellationToken = default) where T : class
     {
-        await using var command = DataSource.CreateCommand(
+        await using var connection = await DataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(
             $"SELECT d.data::text FROM {Schema}.documents d JOIN {Schema}.projections p ON p.name = d.projection AND p.generation = d.generation AND p.live " +
-            $"WHERE d.projection = '{Projection.CheckName(projection)}' AND d.id = @id");
+            $"WHERE d.projection = '{Projection.CheckName(projection)}' AND d.id = @id", connection);
         command.Parameters.AddWithValue("id", id);
+        await command.PrepareAsync(cancellationToken);
         return await command.ExecuteScalarAsync(cancellationToken) is string json ? JsonSerializer.Deserialize<T>(json, EventTypes.Json) : null;
     }
 
@@ -278,7 +285,7 @@ public sealed class EventStore : IAsyncDisposable
     {
         await using var command = DataSource.CreateCommand(
             $"SELECT d.data::text FROM {Schema}.documents d JOIN {Schema}.projections p ON p.name = d.projection AND p.generation = d.generation AND p.live " +
-            // The name as a literal: a generic plan (statements are prepared) can then use the projection's partial indexes.
+            // The name as a literal, so the projection's partial indexes match. Not prepared: the caller writes the query.
             $"WHERE d.projection = '{Projection.CheckName(projection)}' AND ({where}) ORDER BY {orderBy} LIMIT @limit OFFSET @offset");
         command.Parameters.AddWithValue("limit", limit);
         command.Parameters.AddWithValue("offset", offset);

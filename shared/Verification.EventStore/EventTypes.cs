@@ -53,7 +53,9 @@ public sealed class EventTypes
     public Type TypeOf(string name) =>
         _byName.TryGetValue(name, out var entry) ? entry.Type : throw new InvalidOperationException($"unknown event type '{name}'");
 
-    public string Serialize(object value) => JsonSerializer.Serialize(value, value.GetType(), Json);
+    /// <summary>An event or message as the store writes it; <see cref="UnstorableTextException"/> if it holds a NUL.</summary>
+    public string Serialize(object value) =>
+        Storable.Json(JsonSerializer.Serialize(value, value.GetType(), Json), _byType.TryGetValue(value.GetType(), out var entry) ? entry.Name : value.GetType().Name);
 
     /// <summary>Reads JSON written at the current schema version (outbox messages).</summary>
     public object Deserialize(string name, string json) =>

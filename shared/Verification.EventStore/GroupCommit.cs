@@ -190,6 +190,7 @@ internal sealed class GroupCommit(EventStore store)
 
         var results = new Dictionary<string, AppendResult>(StringComparer.Ordinal);
         var events = new List<StoredEvent>();
+        await batch.PrepareAsync();
         await using (var reader = await batch.ExecuteReaderAsync())
         {
             var byStream = group.ToDictionary(m => m.StreamId, StringComparer.Ordinal);

@@ -64,6 +64,7 @@ public sealed class DocumentProjection<TDoc>(string name, Func<StoredEvent, stri
                 command.Parameters.Add(new NpgsqlParameter { Value = id });
                 load.BatchCommands.Add(command);
             }
+            await load.PrepareAsync(cancellationToken);
             await using var reader = await load.ExecuteReaderAsync(cancellationToken);
             do
             {
@@ -96,6 +97,7 @@ public sealed class DocumentProjection<TDoc>(string name, Func<StoredEvent, stri
             }
             batch.BatchCommands.Add(command);
         }
+        await batch.PrepareAsync(cancellationToken);
         await batch.ExecuteNonQueryAsync(cancellationToken);
     }
 }

@@ -79,6 +79,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
         {
             read.Parameters.AddWithValue("name", projection.Name);
             read.Parameters.AddWithValue("live", live);
+            await read.PrepareAsync(cancellationToken);   // every poll of every projection runs it
             await using var reader = await read.ExecuteReaderAsync(cancellationToken);
             if (!await reader.ReadAsync(cancellationToken)) return (false, true);
             generation = reader.GetInt32(0);
@@ -98,6 +99,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             save.Parameters.AddWithValue("n", (long)events.Count);
             save.Parameters.AddWithValue("name", projection.Name);
             save.Parameters.AddWithValue("generation", generation);
+            await save.PrepareAsync(cancellationToken);
             await save.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);

@@ -15,7 +15,7 @@ var seconds = args.Length > 1 ? double.Parse(args[1], CultureInfo.InvariantCultu
 var catchUpEvents = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 200_000;
 var duration = TimeSpan.FromSeconds(seconds);
 
-// Raw and store on one data source with the settings services run with (prepared statements, no reset on return).
+// Raw and store on one data source with the settings services run with (no reset on return); both prepare their statements.
 await using var dataSource = new NpgsqlDataSourceBuilder(ServiceCollectionExtensions.WithStoreSettings(new NpgsqlConnectionStringBuilder(connectionString) { MaxPoolSize = 64 }.ConnectionString)).Build();
 await Exec(dataSource, "DROP SCHEMA IF EXISTS bench CASCADE; DROP SCHEMA IF EXISTS raw CASCADE; CREATE SCHEMA raw;" +
     "CREATE TABLE raw.events (position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(), " +
@@ -45,29 +45,33 @@ foreach (var writers in new[] { 1, 4, 16 })
     await Exec(dataSource, $"INSERT INTO raw.streams (id) SELECT 'rawh-{writers}-' || w FROM generate_series(0, {writers - 1}) w");
     var rates = await Compare(writers, async (w, i) =>
     {
-        await using var command = dataSource.CreateCommand(
-            "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) VALUES ($1, $2, $3, 'observed', $4::jsonb, $5::jsonb, $6)");
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = new NpgsqlCommand(
+            "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) VALUES ($1, $2, $3, 'observed', $4::jsonb, $5::jsonb, $6)", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = Guid.CreateVersion7() });
         command.Parameters.Add(new NpgsqlParameter { Value = $"raw-{writers}-{w}" });
         command.Parameters.Add(new NpgsqlParameter { Value = (long)i + 1 });
         command.Parameters.Add(new NpgsqlParameter { Value = data });
         command.Parameters.Add(new NpgsqlParameter { Value = metadata });
         command.Parameters.Add(new NpgsqlParameter { Value = new byte[32] });
+        await command.PrepareAsync();
         await command.ExecuteNonQueryAsync();
         return 1;
     }, async (w, i) =>
     {
         // The least any append with the store's guarantees does: move a head row (the lock that orders a stream's
         // writers and keeps a loser from taking a position) and insert from it. No hash, no conflict handling.
-        await using var command = dataSource.CreateCommand(
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = new NpgsqlCommand(
             "WITH head AS (UPDATE raw.streams SET version = version + 1, updated_at = now() WHERE id = $2 AND version = $3 RETURNING version) " +
-            "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) SELECT $1, $2, version, 'observed', $4::jsonb, $5::jsonb, $6 FROM head");
+            "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) SELECT $1, $2, version, 'observed', $4::jsonb, $5::jsonb, $6 FROM head", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = Guid.CreateVersion7() });
         command.Parameters.Add(new NpgsqlParameter { Value = $"rawh-{writers}-{w}" });
         command.Parameters.Add(new NpgsqlParameter { Value = (long)i });
         command.Parameters.Add(new NpgsqlParameter { Value = data });
         command.Parameters.Add(new NpgsqlParameter { Value = metadata });
         command.Parameters.Add(new NpgsqlParameter { Value = new byte[32] });
+        await command.PrepareAsync();
         return await command.ExecuteNonQueryAsync() == 1 ? 1 : throw new InvalidOperationException("the head row was not at the expected version");
     }, async (w, i) =>
     {
@@ -93,15 +97,17 @@ foreach (var writers in new[] { 1, 4 })
     var events = Enumerable.Repeat<object>(sample, batchSize).ToArray();
     var batchRates = await Compare(writers, async (w, i) =>
     {
-        await using var command = dataSource.CreateCommand(
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var command = new NpgsqlCommand(
             "INSERT INTO raw.events (id, stream_id, version, type, data, metadata, hash) " +
-            "SELECT u.id, $2, $3 + u.n, 'observed', u.d, u.m, u.h FROM unnest($1::uuid[], $4::jsonb[], $5::jsonb[], $6::bytea[]) WITH ORDINALITY AS u(id, d, m, h, n)");
+            "SELECT u.id, $2, $3 + u.n, 'observed', u.d, u.m, u.h FROM unnest($1::uuid[], $4::jsonb[], $5::jsonb[], $6::bytea[]) WITH ORDINALITY AS u(id, d, m, h, n)", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = Enumerable.Range(0, batchSize).Select(_ => Guid.CreateVersion7()).ToArray() });
         command.Parameters.Add(new NpgsqlParameter { Value = $"rawb-{writers}-{w}" });
         command.Parameters.Add(new NpgsqlParameter { Value = (long)i * batchSize });
         command.Parameters.Add(new NpgsqlParameter { Value = batchData, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
         command.Parameters.Add(new NpgsqlParameter { Value = batchMeta, NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
         command.Parameters.Add(new NpgsqlParameter { Value = hashes });
+        await command.PrepareAsync();
         await command.ExecuteNonQueryAsync();
         return batchSize;
     }, async (w, i) =>

@@ -191,6 +191,9 @@ public sealed class IncidentsApiTests(IncidentsHost fixture) : IClassFixture<Inc
         { """{"occurredFrom":"2026-01-01T00:00:00Z","occurredPrecision":"exact","location":{"latitude":50,"longitude":30,"region":"Kyiv","precision":"exact"},"category":"droneStrike","targetTypes":["residential"]}""", "narrative" },
         { """{"occurredFrom":"2026-01-01T00:00:00Z","occurredPrecision":"exact","location":{"latitude":50,"longitude":30,"region":"Kyiv","precision":"exact"},"category":"droneStrike","targetTypes":["residential"],"narrative":"x","extra":1}""", "extra" },
         { """{"occurredFrom":"2026-01-01T00:00:00Z","occurredPrecision":"exact","location":{"latitude":50,"longitude":30,"region":"Kyiv","precision":"exact"},"category":"droneStrike","targetTypes":["residential"],"narrative":"x","figures":{"drones":{"low":-1,"best":0,"high":0}}}""", "figures.drones" },
+        // PostgreSQL cannot store a NUL (U+0000) in text: refused before the append, naming the field.
+        { """{"occurredFrom":"2026-01-01T00:00:00Z","occurredPrecision":"exact","location":{"latitude":50,"longitude":30,"region":"Kyiv","precision":"exact"},"category":"droneStrike","targetTypes":["residential"],"narrative":"a\u0000b"}""", "'narrative' contains U+0000" },
+        { """{"occurredFrom":"2026-01-01T00:00:00Z","occurredPrecision":"exact","location":{"latitude":50,"longitude":30,"region":"Ky\u0000iv","precision":"exact"},"category":"droneStrike","targetTypes":["residential"],"narrative":"x"}""", "'region' contains U+0000" },
     };
 
     [Theory]
@@ -207,10 +210,12 @@ public sealed class IncidentsApiTests(IncidentsHost fixture) : IClassFixture<Inc
     }
 
     [Fact]
-    public async Task Commands_on_unknown_incidents_are_404_and_oversize_text_is_400()
+    public async Task Commands_on_unknown_incidents_are_404_and_oversize_text_or_a_NUL_in_an_id_is_400()
     {
         using var missing = await Host.SendAsync(HttpMethod.Post, "/incidents/inc-nope/grades", new { grade = "weak", attribution = "undetermined", finding = "f" }, Roles.Verifier);
         Assert.Equal(HttpStatusCode.NotFound, missing.StatusCode);
+        using var nul = await Host.SendAsync(HttpMethod.Get, "/incidents/inc-%00", null, Roles.Monitor);
+        Assert.Equal(HttpStatusCode.BadRequest, nul.StatusCode);
         var before = await fixture.EventCountAsync();
         using var huge = await Host.SendAsync(HttpMethod.Post, "/incidents", Barrage() with { Narrative = new string('x', 20_000) }, Roles.Monitor);
         Assert.Equal(HttpStatusCode.BadRequest, huge.StatusCode);

@@ -1,0 +1,33 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Verification.EventStore;
+
+/// <summary>Text the store was asked to keep that PostgreSQL cannot: it refuses U+0000 (NUL) in text and jsonb alike.</summary>
+public sealed class UnstorableTextException(string message) : ArgumentException(message);
+
+/// <summary>Refuses unstorable text before anything is sent, so a refused append never reaches the database.</summary>
+internal static class Storable
+{
+    /// <summary>
+    /// JSON as System.Text.Json writes it, unchanged. It writes U+0000 as the escape \u0000, which PostgreSQL's jsonb
+    /// refuses: a search for that finds the rare suspect, and only then is the JSON read to name the field (the same six
+    /// characters can also be an escaped backslash followed by "u0000", which is storable).
+    /// </summary>
+    public static string Json(string json, string what)
+    {
+        if (!json.Contains("\\u0000", StringComparison.Ordinal)) return json;
+        var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(json));
+        string? property = null;
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.PropertyName) property = reader.GetString();
+            if (reader.TokenType is JsonTokenType.PropertyName or JsonTokenType.String && reader.GetString()!.Contains('\0', StringComparison.Ordinal))
+                throw new UnstorableTextException($"{what}: {(property is null ? "a value" : $"'{property}'")} contains U+0000 (NUL), which cannot be stored");
+        }
+        return json;
+    }
+
+    public static string Text(string text, string what) =>
+        text.Contains('\0', StringComparison.Ordinal) ? throw new UnstorableTextException($"{what} contains U+0000 (NUL), which cannot be stored") : text;
+}
