@@ -46,6 +46,7 @@ public static class VerifiableLogApi
             TypedResults.Ok(await Store(http, logs, log).SignTreeHeadAsync(signer.Key, clock.GetUtcNow(), http.RequestAborted)));
         group.MapGet("/{log}/inclusion", async (string log, long position, long? size, HttpContext http) =>
         {
+            if (size < 1) throw Rejection.Invalid(new Dictionary<string, string[]> { ["size"] = ["must be at least 1 (or left out: the whole log)"] });
             var store = Store(http, logs, log);
             var (leaves, positions) = await store.Tree.LeavesAsync(size, http.RequestAborted);
             var index = positions.IndexOf(position);
@@ -55,9 +56,10 @@ public static class VerifiableLogApi
         });
         group.MapGet("/{log}/consistency", async (string log, long first, long second, HttpContext http) =>
         {
+            if (first <= 0 || first > second) throw Rejection.Invalid(new Dictionary<string, string[]> { ["first"] = ["need 0 < first ≤ second"] });
             var (leaves, _) = await Store(http, logs, log).Tree.LeavesAsync(second, http.RequestAborted);
-            if (first <= 0 || first > second || second > leaves.Count)
-                throw Rejection.Invalid(new Dictionary<string, string[]> { ["first"] = [$"need 0 < first ≤ second ≤ {leaves.Count}"] });
+            if (second > leaves.Count)
+                throw Rejection.Invalid(new Dictionary<string, string[]> { ["second"] = [$"the log has {leaves.Count} settled events; need second ≤ {leaves.Count}"] });
             return TypedResults.Ok(new ConsistencyProofResponse(log, first, second, Convert.ToHexStringLower(Merkle.Root(leaves.Take((int)first).ToList())),
                 Convert.ToHexStringLower(Merkle.Root(leaves)), [.. Merkle.ConsistencyProof(leaves, (int)first, (int)second).Select(Convert.ToHexStringLower)]));
         });

@@ -157,6 +157,9 @@ public sealed class ComplianceApiTests(ComplianceHost fixture) : IClassFixture<C
         var ua = daily.EnumerateArray().Single(l => l.GetProperty("party").GetString() == "UA");
         Assert.Equal((1, 1), (ua.GetProperty("breaches").GetInt32(), ua.GetProperty("missed").GetInt32()));
         Assert.Equal(1, daily.EnumerateArray().Single(l => l.GetProperty("termId").GetString() == "energy").GetProperty("violations").GetInt32());
+        Assert.Equal(3, (await SendAsync(HttpMethod.Get, $"/compliance/daily?agreement=truce-2&from={day}&to={day}", null, Roles.Auditor, HttpStatusCode.OK)).GetArrayLength());
+        var backwards = await SendAsync(HttpMethod.Get, $"/compliance/daily?agreement=truce-2&from=2026-03-02&to=2026-03-01", null, Roles.Auditor, HttpStatusCode.BadRequest);
+        Assert.True(backwards.GetProperty("errors").TryGetProperty("from", out _));
 
         // The daily report: frozen at the cut-off (nothing was recorded by then), a new version after, none when nothing changed.
         var first = await SendAsync(HttpMethod.Post, "/agreements/truce-2/daily-reports", new { day }, Roles.Verifier, HttpStatusCode.Created);

@@ -62,7 +62,7 @@ public sealed class IncidentsApiTests(IncidentsHost fixture) : IClassFixture<Inc
     }
 
     [Fact]
-    public async Task The_log_serves_a_signed_tree_head_and_an_inclusion_proof_that_verify()
+    public async Task The_log_serves_a_signed_tree_head_and_an_inclusion_proof_that_verify_and_refuses_sizes_out_of_range()
     {
         var id = await FileAsync();
         var head = await JsonAsync(await Host.SendAsync(HttpMethod.Get, "/log/incidents/tree-head", null, Roles.Auditor, "US"));
@@ -82,6 +82,14 @@ public sealed class IncidentsApiTests(IncidentsHost fixture) : IClassFixture<Inc
             Convert.FromHexString(treeHead.RootHash)));
         using var anonymous = await Host.SendAsync(HttpMethod.Get, "/log/incidents/tree-head", null, null);
         Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
+
+        foreach (var (query, field) in new[] { ($"inclusion?position={filed.Position}&size=-1", "size"), ($"inclusion?position={filed.Position}&size=0", "size"),
+            ("consistency?first=2&second=1", "first"), ("consistency?first=-1&second=-1", "first"), ($"consistency?first=1&second={long.MaxValue}", "second") })
+        {
+            using var bad = await Host.SendAsync(HttpMethod.Get, "/log/incidents/" + query, null, Roles.Auditor, "US");
+            Assert.True(HttpStatusCode.BadRequest == bad.StatusCode, $"{query}: {(int)bad.StatusCode}");
+            Assert.True(JsonDocument.Parse(await bad.Content.ReadAsStringAsync()).RootElement.GetProperty("errors").TryGetProperty(field, out _), query);
+        }
     }
 
     [Fact]

@@ -87,6 +87,7 @@ public static class ComplianceHistory
         group.MapGet("/daily", async (HttpContext http, [FromKeyedServices(ComplianceModule.Name)] EventStore.EventStore store, string? party, string? agreement,
             DateOnly? from, DateOnly? to) =>
         {
+            if (from > to) throw Rejection.Invalid(new Dictionary<string, string[]> { ["from"] = ["must not be after to"] });
             var docs = await store.QueryDocumentsAsync<DailyCompliance>(DailyView,
                 "(@party::text IS NULL OR d.data->>'party' = @party) AND (@agreement::text IS NULL OR d.data->>'agreementId' = @agreement) " +
                 "AND (@from::text IS NULL OR d.data->>'day' >= @from) AND (@to::text IS NULL OR d.data->>'day' <= @to)",
