@@ -49,9 +49,9 @@ public sealed class DocumentProjection<TDoc>(string name, Func<StoredEvent, stri
         var touched = new Dictionary<string, (TDoc? Doc, long Version)>();
         var ids = events.Select(idOf).OfType<string>().Distinct().Order(StringComparer.Ordinal).ToArray();   // one lock order for every writer
         if (ids.Length == 0) return;
-        var generation = write.Generation != 0
-            ? write.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture)
-            : $"(SELECT generation FROM {write.Schema}.projections WHERE name = '{Name}' AND live)";
+        // A parameter, not a literal: one statement text per projection however many generations rebuilds and
+        // comparisons make (each text stays prepared on every connection that ran it).
+        var generation = write.Generation != 0 ? "@generation" : $"(SELECT generation FROM {write.Schema}.projections WHERE name = '{Name}' AND live)";
 
         // One statement per document, equal on the whole key: prepared statements get generic plans, and a generic
         // plan for "id = ANY(@ids)" on a table not yet analyzed scanned every document of the projection per append.
@@ -60,8 +60,9 @@ public sealed class DocumentProjection<TDoc>(string name, Func<StoredEvent, stri
             foreach (var id in ids)
             {
                 var command = new NpgsqlBatchCommand(
-                    $"SELECT id, data::text, version FROM {write.Schema}.documents WHERE projection = '{Name}' AND generation = {generation} AND id = $1 FOR UPDATE");
-                command.Parameters.Add(new NpgsqlParameter { Value = id });
+                    $"SELECT id, data::text, version FROM {write.Schema}.documents WHERE projection = '{Name}' AND generation = {generation} AND id = @id FOR UPDATE");
+                command.Parameters.AddWithValue("id", id);
+                if (write.Generation != 0) command.Parameters.AddWithValue("generation", write.Generation);
                 load.BatchCommands.Add(command);
             }
             await load.PrepareAsync(cancellationToken);
@@ -90,6 +91,7 @@ public sealed class DocumentProjection<TDoc>(string name, Func<StoredEvent, stri
                     "ON CONFLICT (projection, generation, id) DO UPDATE SET data = excluded.data, version = excluded.version, updated_at = now()");
             command.Parameters.AddWithValue("projection", Name);
             command.Parameters.AddWithValue("id", id);
+            if (write.Generation != 0) command.Parameters.AddWithValue("generation", write.Generation);
             if (doc is not null)
             {
                 command.Parameters.AddWithValue("data", JsonSerializer.Serialize(doc, EventTypes.Json));
