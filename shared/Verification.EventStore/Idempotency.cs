@@ -16,7 +16,8 @@ public static class Idempotency
     public static async Task<(IdempotencyOutcome Outcome, string? Response)> ClaimAsync(this EventStore store, string scope, string key, string request,
         CancellationToken cancellationToken = default)
     {
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(request));
+        // A request the store could not keep is refused before it takes the key, which stays free for the corrected one.
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(Storable.Json(request, "the request")));
         await using var command = store.DataSource.CreateCommand(
             $"""
             WITH claimed AS (

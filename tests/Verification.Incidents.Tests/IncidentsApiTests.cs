@@ -173,7 +173,7 @@ public sealed class IncidentsApiTests(IncidentsHost fixture) : IClassFixture<Inc
     }
 
     [Fact]
-    public async Task The_same_Idempotency_Key_files_once_and_a_different_body_with_it_is_refused()
+    public async Task The_same_Idempotency_Key_files_once_a_different_body_with_it_is_refused_and_a_refused_request_leaves_it_free()
     {
         var key = Guid.NewGuid().ToString();
         var request = Barrage();
@@ -188,6 +188,16 @@ public sealed class IncidentsApiTests(IncidentsHost fixture) : IClassFixture<Inc
         using var different = await Host.SendAsync(HttpMethod.Post, "/incidents", request with { Narrative = "another" }, Roles.Monitor, configure: r => r.Headers.Add("Idempotency-Key", key));
         Assert.Equal(HttpStatusCode.UnprocessableEntity, different.StatusCode);
         Assert.Equal(count, await fixture.EventCountAsync());
+
+        // A request refused as invalid, or as text that cannot be stored, does not use up its key.
+        foreach (var refused in new[] { request with { OccurredFrom = DateTimeOffset.UtcNow.AddDays(1) }, request with { Narrative = "a\0b" } })
+        {
+            var fresh = Guid.NewGuid().ToString();
+            using var bad = await Host.SendAsync(HttpMethod.Post, "/incidents", refused, Roles.Monitor, configure: r => r.Headers.Add("Idempotency-Key", fresh));
+            Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+            using var corrected = await Host.SendAsync(HttpMethod.Post, "/incidents", request with { Narrative = "corrected" }, Roles.Monitor, configure: r => r.Headers.Add("Idempotency-Key", fresh));
+            Assert.Equal(HttpStatusCode.Created, corrected.StatusCode);
+        }
     }
 
     public static TheoryData<string, string> BadBodies() => new()

@@ -64,22 +64,23 @@ public static class FileIncident
         PartyDirectory parties, TimeProvider clock, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey)
     {
         var actor = Actor.From(http.User);
-        var id = "inc-" + Guid.CreateVersion7().ToString("N");
+        var key = string.IsNullOrWhiteSpace(idempotencyKey) ? null : idempotencyKey;
+        if (key?.Length > 200) throw Rejection.Invalid(new Dictionary<string, string[]> { ["Idempotency-Key"] = ["must be at most 200 characters"] });
+        var scope = "file-incident:" + actor.Subject;
+        // Ids derive from the key, so a request retried after a crash files the same incident once.
+        var id = "inc-" + (key is not null ? Idempotency.DeriveId(scope, key) : Guid.CreateVersion7()).ToString("N");
+        // Decided before the key is claimed: a request refused as invalid leaves its key free for the corrected one.
+        var events = Decide(id, request, actor, parties, clock.GetUtcNow());
         Guid[]? eventIds = null;
-        if (!string.IsNullOrWhiteSpace(idempotencyKey))
+        if (key is not null)
         {
-            if (idempotencyKey.Length > 200) throw Rejection.Invalid(new Dictionary<string, string[]> { ["Idempotency-Key"] = ["must be at most 200 characters"] });
-            var scope = "file-incident:" + actor.Subject;
-            var (outcome, stored) = await store.ClaimAsync(scope, idempotencyKey, JsonSerializer.Serialize(request, EventTypes.Json), http.RequestAborted);
+            var (outcome, stored) = await store.ClaimAsync(scope, key, JsonSerializer.Serialize(request, EventTypes.Json), http.RequestAborted);
             if (outcome == IdempotencyOutcome.DifferentRequest)
                 throw new Rejection(422, "Idempotency-Key reused", "this Idempotency-Key was used for a different request");
             if (stored is not null) return TypedResults.Ok(JsonSerializer.Deserialize<FiledResponse>(stored, EventTypes.Json)!);
-            // Ids derive from the key, so a request retried after a crash files the same incident once.
-            id = "inc-" + Idempotency.DeriveId(scope, idempotencyKey).ToString("N");
-            eventIds = [Idempotency.DeriveId(scope, idempotencyKey, 1), Idempotency.DeriveId(scope, idempotencyKey, 2)];
+            eventIds = [Idempotency.DeriveId(scope, key, 1), Idempotency.DeriveId(scope, key, 2)];
         }
 
-        var events = Decide(id, request, actor, parties, clock.GetUtcNow());
         var incident = events.Aggregate((Incident?)null, Incident.Evolve)!;
         var session = store.OpenSession(Handling.Metadata(http.User));
         if (eventIds is null) session.Append(id, "incident", ExpectedVersion.NoStream, events);
@@ -88,8 +89,7 @@ public static class FileIncident
         var saved = await session.SaveChangesAsync(http.RequestAborted);
 
         var response = new FiledResponse(id, saved[0].Version);
-        if (!string.IsNullOrWhiteSpace(idempotencyKey))
-            await store.CompleteAsync("file-incident:" + actor.Subject, idempotencyKey, JsonSerializer.Serialize(response, EventTypes.Json), http.RequestAborted);
+        if (key is not null) await store.CompleteAsync(scope, key, JsonSerializer.Serialize(response, EventTypes.Json), http.RequestAborted);
         http.Response.Headers.ETag = $"\"{response.Version}\"";
         return TypedResults.Created($"/incidents/{id}", response);
     }
