@@ -18,7 +18,8 @@ public static class Idempotency
     {
         // A request the store could not keep is refused before it takes the key, which stays free for the corrected one.
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(Storable.Json(request, "the request")));
-        await using var command = store.DataSource.CreateCommand(
+        await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand(
             $"""
             WITH claimed AS (
                 INSERT INTO {store.Schema}.idempotency (scope, key, request_hash) VALUES (@scope, @key, @hash)
@@ -26,10 +27,11 @@ public static class Idempotency
             SELECT true, NULL::bytea, NULL::text FROM claimed
             UNION ALL
             SELECT false, request_hash, response::text FROM {store.Schema}.idempotency WHERE scope = @scope AND key = @key AND NOT EXISTS (SELECT 1 FROM claimed)
-            """);
+            """, connection);
         command.Parameters.AddWithValue("scope", scope);
         command.Parameters.AddWithValue("key", key);
         command.Parameters.AddWithValue("hash", hash);
+        await command.PrepareAsync(cancellationToken);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         if (!await reader.ReadAsync(cancellationToken) || reader.GetBoolean(0)) return (IdempotencyOutcome.First, null);
         return reader.GetFieldValue<byte[]>(1).AsSpan().SequenceEqual(hash)
@@ -39,10 +41,12 @@ public static class Idempotency
 
     public static async Task CompleteAsync(this EventStore store, string scope, string key, string responseJson, CancellationToken cancellationToken = default)
     {
-        await using var command = store.DataSource.CreateCommand($"UPDATE {store.Schema}.idempotency SET response = @r::jsonb WHERE scope = @scope AND key = @key");
+        await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
+        await using var command = new NpgsqlCommand($"UPDATE {store.Schema}.idempotency SET response = @r::jsonb WHERE scope = @scope AND key = @key", connection);
         command.Parameters.AddWithValue("scope", scope);
         command.Parameters.AddWithValue("key", key);
         command.Parameters.AddWithValue("r", responseJson);
+        await command.PrepareAsync(cancellationToken);
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 

@@ -81,10 +81,12 @@ public static class Outbox
         CancellationToken cancellationToken = default, int limit = 200)
     {
         var pending = new List<(long Position, Guid Id, string? Stream, string Type, string Message, string Headers)>();
-        await using (var read = store.DataSource.CreateCommand(
-            $"SELECT position, message_id, stream_id, message_type, message::text, headers::text FROM {store.Schema}.outbox WHERE sent_at IS NULL ORDER BY position LIMIT @limit"))
+        await using (var connection = await store.DataSource.OpenConnectionAsync(cancellationToken))
+        await using (var read = new NpgsqlCommand(
+            $"SELECT position, message_id, stream_id, message_type, message::text, headers::text FROM {store.Schema}.outbox WHERE sent_at IS NULL ORDER BY position LIMIT @limit", connection))
         {
             read.Parameters.AddWithValue("limit", limit);
+            await read.PrepareAsync(cancellationToken);
             await using var reader = await read.ExecuteReaderAsync(cancellationToken);
             while (await reader.ReadAsync(cancellationToken))
                 pending.Add((reader.GetInt64(0), reader.GetGuid(1), reader.IsDBNull(2) ? null : reader.GetString(2), reader.GetString(3), reader.GetString(4), reader.GetString(5)));
@@ -115,8 +117,10 @@ public static class Outbox
         {
             if (!sent.IsEmpty)
             {
-                await using var mark = store.DataSource.CreateCommand($"UPDATE {store.Schema}.outbox SET sent_at = now() WHERE position = ANY(@positions)");
+                await using var connection = await store.DataSource.OpenConnectionAsync(CancellationToken.None);
+                await using var mark = new NpgsqlCommand($"UPDATE {store.Schema}.outbox SET sent_at = now() WHERE position = ANY(@positions)", connection);
                 mark.Parameters.AddWithValue("positions", sent.ToArray());
+                await mark.PrepareAsync(CancellationToken.None);
                 await mark.ExecuteNonQueryAsync(CancellationToken.None);
             }
         }
@@ -136,10 +140,12 @@ public static class Outbox
     public static async Task<bool> HandleOnceAsync(this EventStore store, string consumer, Guid messageId, EventMetadata metadata,
         Func<EventSession, Task> work, CancellationToken cancellationToken = default)
     {
-        await using (var seen = store.DataSource.CreateCommand($"SELECT 1 FROM {store.Schema}.inbox WHERE consumer = @c AND message_id = @m"))
+        await using (var connection = await store.DataSource.OpenConnectionAsync(cancellationToken))
+        await using (var seen = new NpgsqlCommand($"SELECT 1 FROM {store.Schema}.inbox WHERE consumer = @c AND message_id = @m", connection))
         {
             seen.Parameters.AddWithValue("c", consumer);
             seen.Parameters.AddWithValue("m", messageId);
+            await seen.PrepareAsync(cancellationToken);   // every message a consumer takes runs it
             if (await seen.ExecuteScalarAsync(cancellationToken) is not null) return false;
         }
         var session = store.OpenSession(metadata).MarkProcessed(consumer, messageId);
