@@ -54,8 +54,12 @@ public sealed class EventTypes
         _byName.TryGetValue(name, out var entry) ? entry.Type : throw new InvalidOperationException($"unknown event type '{name}'");
 
     /// <summary>An event or message as the store writes it; <see cref="UnstorableTextException"/> if it holds a NUL.</summary>
-    public string Serialize(object value) =>
-        Storable.Json(JsonSerializer.Serialize(value, value.GetType(), Json), _byType.TryGetValue(value.GetType(), out var entry) ? entry.Name : value.GetType().Name);
+    public string Serialize(object value)
+    {
+        var json = JsonSerializer.Serialize(value, value.GetType(), Json);
+        // The type's name is looked up only for the rare JSON that may hold a NUL, not on every append.
+        return Storable.MayHoldNul(json) ? Storable.Checked(json, _byType.TryGetValue(value.GetType(), out var entry) ? entry.Name : value.GetType().Name) : json;
+    }
 
     /// <summary>Reads JSON written at the current schema version (outbox messages).</summary>
     public object Deserialize(string name, string json) =>

@@ -224,12 +224,15 @@ public sealed class LogTree
     internal LogTree(EventStore store) => _store = store;
 
     /// <summary>The first <paramref name="size"/> leaves (all, if null or larger) and their events' positions.</summary>
-    public Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(long? size = null, CancellationToken cancellationToken = default) =>
-        ReadAsync(() =>
+    public Task<(List<byte[]> Leaves, List<long> Positions)> LeavesAsync(long? size = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(size ?? 0, nameof(size));
+        return ReadAsync(() =>
         {
             var n = (int)Math.Min(size ?? long.MaxValue, _leaves.Count);
             return (_leaves.GetRange(0, n), _positions.GetRange(0, n));
         }, cancellationToken);
+    }
 
     /// <summary>The whole settled log's size and RFC 9162 root.</summary>
     public Task<(long Size, byte[] Root)> HeadAsync(CancellationToken cancellationToken = default) =>

@@ -14,9 +14,13 @@ internal static class Storable
     /// refuses: a search for that finds the rare suspect, and only then is the JSON read to name the field (the same six
     /// characters can also be an escaped backslash followed by "u0000", which is storable).
     /// </summary>
-    public static string Json(string json, string what)
+    public static string Json(string json, string what) => MayHoldNul(json) ? Checked(json, what) : json;
+
+    public static bool MayHoldNul(string json) => json.Contains("\\u0000", StringComparison.Ordinal);
+
+    /// <summary>JSON <see cref="MayHoldNul"/> flagged, read through: unchanged if the six characters were storable text.</summary>
+    public static string Checked(string json, string what)
     {
-        if (!json.Contains("\\u0000", StringComparison.Ordinal)) return json;
         var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(json));
         string? property = null;
         while (reader.Read())

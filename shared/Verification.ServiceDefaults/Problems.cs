@@ -32,10 +32,10 @@ internal sealed partial class ProblemExceptionHandler(IProblemDetailsService pro
             BadHttpRequestException bad => (bad.StatusCode, bad.StatusCode == 413 ? "The request body is too large" : "The request is not valid", bad.Message),
             ConcurrencyException conflict => (409, "The stream was changed by someone else", conflict.Message),
             StreamArchivedException archived => (409, "The stream is archived", archived.Message),
-            UnstorableTextException text => (400, "The request contains text that cannot be stored", text.Message),
+            UnstorableTextException text => (400, Unstorable, text.Message),
             // A NUL in a value a query compares with (an id in the path, a filter): PostgreSQL refuses it before looking.
             PostgresException { SqlState: PostgresErrorCodes.CharacterNotInRepertoire or PostgresErrorCodes.UntranslatableCharacter } =>
-                (400, "The request contains text that cannot be stored", "text must not contain U+0000 (NUL)"),
+                (400, Unstorable, "text must not contain U+0000 (NUL)"),
             Rejection rejection => (rejection.Status, rejection.Title, rejection.Message),
             _ => (500, "An unexpected error occurred", null),
         };
@@ -50,6 +50,8 @@ internal sealed partial class ProblemExceptionHandler(IProblemDetailsService pro
                 : new ProblemDetails { Status = status, Title = title, Detail = detail },
         });
     }
+
+    private const string Unstorable = "The request contains text that cannot be stored";
 
     private static string Describe(JsonException json) =>
         json.Path is { Length: > 0 } path ? $"{path}: {json.Message}" : json.Message;
