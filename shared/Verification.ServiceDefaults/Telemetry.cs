@@ -18,7 +18,7 @@ public static class Telemetry
     public static readonly ActivitySource Source = new(Name);
     public static readonly Meter Meter = new(Name);
 
-    /// <summary>Builds tracer and meter providers with the SDK directly (the hosting package is not available).</summary>
+    /// <summary>Builds tracer and meter providers with the SDK directly (written when the hosting package was not served).</summary>
     internal static void AddTelemetry(this WebApplicationBuilder builder, ServiceDefaultsOptions options)
     {
         var endpoint = builder.Configuration["Telemetry:OtlpEndpoint"] ?? builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
@@ -26,7 +26,11 @@ public static class Telemetry
 
         var tracing = Sdk.CreateTracerProviderBuilder()
             .SetResourceBuilder(resource)
-            .AddSource("MassTransit", "Npgsql", "Microsoft.AspNetCore", Name, Name + ".*");
+            .AddSource("MassTransit", "Npgsql", Name, Name + ".*")
+            // Request spans named by route ("POST /incidents") with method, route and status: ASP.NET Core 10 alone names
+            // them Microsoft.AspNetCore.Hosting.HttpRequestIn and gives no route or status. Probes every few seconds are
+            // not traced.
+            .AddAspNetCoreInstrumentation(o => o.Filter = context => !context.Request.Path.StartsWithSegments("/health"));
         foreach (var configure in options.Tracing) configure(tracing);
         var metrics = Sdk.CreateMeterProviderBuilder()
             .SetResourceBuilder(resource)

@@ -30,6 +30,7 @@ public sealed class ServiceDefaultsTests(SmokeServers servers) : IClassFixture<S
     [Fact]
     public async Task A_published_message_is_consumed_through_RabbitMQ_in_the_same_trace_as_the_request()
     {
+        using (var probe = await Host.Client.GetAsync("/health/live")) Assert.Equal(HttpStatusCode.OK, probe.StatusCode);
         using var response = await Host.Client.SendAsync(Host.Post("/pings", """{"text":"hello","tone":"urgent"}""", Roles.Monitor));
         Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
         using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
@@ -48,6 +49,12 @@ public sealed class ServiceDefaultsTests(SmokeServers servers) : IClassFixture<S
         var http = Assert.Single(spans, a => a.Source.Name == "Microsoft.AspNetCore");
         var publish = Assert.Single(spans, a => a.Source.Name == "MassTransit" && a.Kind == System.Diagnostics.ActivityKind.Producer);
         var consume = Assert.Single(spans, a => a.Source.Name == "MassTransit" && a.Kind == System.Diagnostics.ActivityKind.Consumer && a.OperationName.Contains("process", StringComparison.Ordinal));
+        // The request span carries what an operator filters on (OpenTelemetry's HTTP server conventions), named by its route.
+        Assert.Equal("POST /pings", http.DisplayName);
+        Assert.Equal("POST", http.GetTagItem("http.request.method"));
+        Assert.Equal("/pings", http.GetTagItem("http.route"));
+        Assert.Equal(202, http.GetTagItem("http.response.status_code"));
+        Assert.DoesNotContain(Host.Activities.All, a => a.Source.Name == "Microsoft.AspNetCore" && a.DisplayName.Contains("/health", StringComparison.Ordinal));
         Assert.Equal(http.SpanId, publish.ParentSpanId);
         Assert.Equal("rabbitmq", publish.GetTagItem("messaging.system"));
         Assert.NotEqual(default, consume.ParentSpanId);

@@ -45,6 +45,7 @@ public sealed class CollectedActivities : BaseProcessor<Activity>
     private readonly ConcurrentQueue<Activity> _ended = new();
     public override void OnEnd(Activity data) => _ended.Enqueue(data);
     public IReadOnlyList<Activity> ForTrace(string traceId) => _ended.Where(a => a.TraceId.ToString() == traceId).ToList();
+    public IReadOnlyList<Activity> All => [.. _ended];
 }
 
 /// <summary>A tiny service on the shared defaults, on real Kestrel, real RabbitMQ and real PostgreSQL.</summary>
