@@ -8,16 +8,16 @@ using RabbitMQ.Client;
 namespace Verification.ServiceDefaults;
 
 /// <summary>
-/// Stops the service, with exit code <see cref="ExitCode"/>, when its bus has stayed unhealthy for <c>Bus:StuckAfter</c>
-/// (default 1 min; 0 turns it off) while the broker accepts a fresh connection: the bus is stuck, and only a new process
-/// gets it back. MassTransit 8.4 on RabbitMQ.Client 7.1 sometimes came back from a broker restart with a receive endpoint
-/// that never consumed again (the fault suite saw queues of thousands of messages with no consumer for minutes, the
-/// endpoint "Degraded", nothing in the log). 8.5.12 on RabbitMQ.Client 7.2.2, whose fixes include recovery and
-/// publisher-confirm races, has not shown it in the fault suite, but nothing says it cannot happen, and restarting the
-/// bus in the process still drops an endpoint that was faulted when it stopped (BusRecoveryTests), so this stays. The supervisor starts the service again (a container's
-/// restart policy, Kubernetes, <c>scripts/run.sh --distributed</c>, the tests' distributed system); the outbox and the
-/// inbox make the restart lose and repeat nothing. A broker that is down is not a stuck bus: MassTransit reconnects
-/// once it is back.
+/// Stops the service, with exit code <see cref="ExitCode"/>, when its bus has stayed unhealthy for
+/// <c>Bus:StuckAfter</c> (default 1 min; 0 turns it off) while the broker accepts a fresh connection: the bus is stuck,
+/// and only a new process gets it back. MassTransit 8.4 on RabbitMQ.Client 7.1 sometimes came back from a broker
+/// restart with a receive endpoint that never consumed again (the fault suite saw queues of thousands of messages with
+/// no consumer for minutes, the endpoint "Degraded", nothing in the log). 8.5.12 on RabbitMQ.Client 7.2.2, whose fixes
+/// include recovery and publisher-confirm races, has not shown it in the fault suite, but nothing says it cannot
+/// happen, and restarting the bus in the process still drops an endpoint that was faulted when it stopped
+/// (BusRecoveryTests), so this stays. The supervisor starts the service again (a container's restart policy,
+/// Kubernetes, <c>scripts/run.sh --distributed</c>, the tests' distributed system); the outbox and the inbox make the
+/// restart lose and repeat nothing. A broker that is down is not a stuck bus: MassTransit reconnects once it is back.
 /// </summary>
 public sealed partial class BusWatchdog(IBusControl bus, Uri broker, TimeSpan stuckAfter, IHostApplicationLifetime lifetime, ILogger<BusWatchdog> logger)
     : BackgroundService
