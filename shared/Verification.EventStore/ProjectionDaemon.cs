@@ -5,17 +5,26 @@ using Npgsql;
 
 namespace Verification.EventStore;
 
-/// <summary>A projection's place in the log, and how far a rebuild beside it has come. A live inline projection is at the head by construction.</summary>
-public sealed record ProjectionStatus(string Name, int Generation, bool Live, LogPosition Checkpoint, long Processed, LogPosition Head, bool Inline = false)
+/// <summary>
+/// A projection's place in the log, and how far a rebuild beside it has come. A live inline projection is at the head by
+/// construction. <paramref name="Failure"/>: why the daemon is stopped at the checkpoint, if it is.
+/// </summary>
+public sealed record ProjectionStatus(string Name, int Generation, bool Live, LogPosition Checkpoint, long Processed, LogPosition Head, bool Inline = false,
+    ProjectionFailure? Failure = null)
 {
     public bool CaughtUp => Checkpoint == Head;
 }
+
+/// <summary>The event a generation could not apply, what the projection threw, since when and after how many attempts.</summary>
+public sealed record ProjectionFailure(string Error, long Position, string? StreamId, string? EventType, DateTimeOffset Since, int Attempts);
 
 /// <summary>
 /// Runs the async projections: in commit order, each page applied in one transaction with its checkpoint
 /// (effectively exactly once), one instance per projection at a time (advisory lock; another takes over
 /// when the holder's connection dies), woken by LISTEN/NOTIFY with polling as the fallback.
 /// A rebuild runs beside the live generation and is swapped in when both stand at the same place.
+/// A projection that throws stops at the event it threw on, names it in its status and tries it again later; it never
+/// skips one (a view is only worth trusting if it saw every event), and the other projections go on.
 /// </summary>
 public sealed partial class ProjectionDaemon(EventStore store, ILogger<ProjectionDaemon> logger) : BackgroundService
 {
@@ -35,12 +44,18 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
                     continue;
                 }
                 LogLeading(logger, projection.Name);
+                Retry liveRetry = new(), rebuildRetry = new();
                 while (!stoppingToken.IsCancellationRequested)
                 {
                     var wake = store.Signals.NextEvents;
-                    var (progressed, rebuilding) = await StepAsync(projection, live: true, stoppingToken);
+                    var (progressed, rebuilding) = await TryStepAsync(projection, live: true, liveRetry, stoppingToken);
                     // Only while a rebuild generation exists: the live step's read says so, in the same round trip.
-                    if (rebuilding) progressed |= await StepRebuildAsync(projection, stoppingToken);
+                    if (rebuilding)
+                    {
+                        var (rebuilt, swapped) = await StepRebuildAsync(projection, rebuildRetry, stoppingToken);
+                        progressed |= rebuilt;
+                        if (swapped) (liveRetry, rebuildRetry) = (new(), new());
+                    }
                     // The lock lives as long as this connection: check it still does, then sleep until signalled.
                     if (!progressed)
                     {
@@ -62,10 +77,74 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
     }
 
     /// <summary>
-    /// Applies one page to the live generation (or the one being rebuilt). Progressed: false when there was nothing to do.
-    /// Rebuilding: whether a generation is being rebuilt beside the live one (true when it could not tell).
+    /// How a generation goes on after its projection threw. The page that failed is applied again one event at a time, so
+    /// what precedes the culprit is kept and the culprit is named; that one is tried again after a delay that doubles
+    /// from the poll interval up to sixty of them, for the fault may be mended meanwhile (a deployment, a database that
+    /// recovers).
     /// </summary>
-    private async Task<(bool Progressed, bool Rebuilding)> StepAsync(Projection projection, bool live, CancellationToken cancellationToken)
+    private sealed class Retry
+    {
+        /// <summary>Events still to apply one at a time: what is left of the page that failed.</summary>
+        public int OneByOne;
+        public int Attempts;
+        public long DueAt;
+    }
+
+    /// <summary><see cref="StepAsync"/>, with a failure of the projection recorded and retried as <see cref="Retry"/> says.</summary>
+    private async Task<(bool Progressed, bool Rebuilding)> TryStepAsync(Projection projection, bool live, Retry retry, CancellationToken cancellationToken)
+    {
+        if (Environment.TickCount64 < retry.DueAt) return (false, true);
+        try
+        {
+            var (applied, rebuilding) = await StepAsync(projection, live, retry.OneByOne > 0 ? 1 : null, cancellationToken);
+            if (applied > 0) (retry.OneByOne, retry.Attempts) = (Math.Max(0, retry.OneByOne - applied), 0);
+            return (applied > 0, rebuilding);
+        }
+        catch (ApplyFailed failed) when (failed.Events.Count > 1)
+        {
+            retry.OneByOne = failed.Events.Count;
+            return (true, true);
+        }
+        catch (ApplyFailed failed)
+        {
+            retry.Attempts++;
+            var delay = store.Options.PollInterval * Math.Min(60, 1 << Math.Min(retry.Attempts - 1, 6));
+            retry.DueAt = Environment.TickCount64 + (long)delay.TotalMilliseconds;
+            var culprit = failed.Events[0];
+            await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
+            await using var record = new NpgsqlCommand(
+                $"UPDATE {store.Schema}.projections SET failure = @failure, failed_position = @position, failing_since = coalesce(failing_since, now()), " +
+                "attempts = attempts + 1 WHERE name = @name AND generation = @generation", connection);
+            record.Parameters.AddWithValue("failure", Describe(failed.InnerException!));
+            record.Parameters.AddWithValue("position", culprit.Position);
+            record.Parameters.AddWithValue("name", projection.Name);
+            record.Parameters.AddWithValue("generation", failed.Generation);
+            await record.ExecuteNonQueryAsync(cancellationToken);
+            LogApplyFailed(logger, failed.InnerException!, projection.Name, failed.Generation, culprit.Position, culprit.Type, culprit.StreamId, retry.Attempts, delay);
+            return (false, true);
+        }
+    }
+
+    /// <summary>What the projection threw, as its status shows it: storable text (no NUL), of a bounded length.</summary>
+    private static string Describe(Exception e)
+    {
+        var text = $"{e.GetType().FullName}: {e.Message}".Replace('\0', '\uFFFD');
+        return text.Length <= 2000 ? text : text[..2000];
+    }
+
+    /// <summary>A projection threw applying <see cref="Events"/> (rolled back). Its own code, or what it wrote; not a connection lost.</summary>
+    private sealed class ApplyFailed(int generation, IReadOnlyList<StoredEvent> events, Exception inner) : Exception("the projection threw", inner)
+    {
+        public int Generation => generation;
+        public IReadOnlyList<StoredEvent> Events => events;
+    }
+
+    /// <summary>
+    /// Applies one page (or <paramref name="limit"/> events) to the live generation (or the one being rebuilt). Applied:
+    /// how many, none when there was nothing to do. Rebuilding: whether a generation is being rebuilt beside the live
+    /// one (true when it could not tell).
+    /// </summary>
+    private async Task<(int Applied, bool Rebuilding)> StepAsync(Projection projection, bool live, int? limit, CancellationToken cancellationToken)
     {
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
@@ -81,18 +160,26 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             read.Parameters.AddWithValue("live", live);
             await read.PrepareAsync(cancellationToken);   // every poll of every projection runs it
             await using var reader = await read.ExecuteReaderAsync(cancellationToken);
-            if (!await reader.ReadAsync(cancellationToken)) return (false, true);
+            if (!await reader.ReadAsync(cancellationToken)) return (0, true);
             generation = reader.GetInt32(0);
             checkpoint = new LogPosition(ulong.Parse(reader.GetString(1), CultureInfo.InvariantCulture), reader.GetInt64(2));
             rebuilding = reader.GetBoolean(3);
         }
-        var events = await store.ReadAllAsync(connection, checkpoint, live ? store.Options.DaemonBatchSize : store.Options.RebuildBatchSize, cancellationToken);
-        if (events.Count == 0) return (false, rebuilding);
-        await projection.ApplyAsync(events, new ProjectionWrite(connection, transaction, store.Schema, generation), cancellationToken);
+        var events = await store.ReadAllAsync(connection, checkpoint, limit ?? (live ? store.Options.DaemonBatchSize : store.Options.RebuildBatchSize), cancellationToken);
+        if (events.Count == 0) return (0, rebuilding);
+        try
+        {
+            await projection.ApplyAsync(events, new ProjectionWrite(connection, transaction, store.Schema, generation), cancellationToken);
+        }
+        // A connection lost or a deadlock is not the events' doing: the run starts again as after any other failure.
+        catch (Exception e) when (e is not (NpgsqlException { IsTransient: true } or TimeoutException or OperationCanceledException))
+        {
+            throw new ApplyFailed(generation, events, e);
+        }
         var last = events[^1];
         await using (var save = new NpgsqlCommand(
-            $"UPDATE {store.Schema}.projections SET last_xid = @xid::text::xid8, last_position = @pos, processed = processed + @n, updated_at = now() " +
-            "WHERE name = @name AND generation = @generation", connection, transaction))
+            $"UPDATE {store.Schema}.projections SET last_xid = @xid::text::xid8, last_position = @pos, processed = processed + @n, updated_at = now(), " +
+            "failure = NULL, failed_position = NULL, failing_since = NULL, attempts = 0 WHERE name = @name AND generation = @generation", connection, transaction))
         {
             save.Parameters.AddWithValue("xid", last.TransactionId.ToString(CultureInfo.InvariantCulture));
             save.Parameters.AddWithValue("pos", last.Position);
@@ -103,13 +190,13 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             await save.ExecuteNonQueryAsync(cancellationToken);
         }
         await transaction.CommitAsync(cancellationToken);
-        return (true, rebuilding);
+        return (events.Count, rebuilding);
     }
 
     /// <summary>Advances a rebuild; once it stands where the live generation stands, swaps it in and drops the old one.</summary>
-    private async Task<bool> StepRebuildAsync(Projection projection, CancellationToken cancellationToken)
+    private async Task<(bool Progressed, bool Swapped)> StepRebuildAsync(Projection projection, Retry retry, CancellationToken cancellationToken)
     {
-        if ((await StepAsync(projection, live: false, cancellationToken)).Progressed) return true;
+        if ((await TryStepAsync(projection, live: false, retry, cancellationToken)).Progressed) return (true, false);
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
         await using var swap = new NpgsqlCommand(
             $"""
@@ -123,12 +210,12 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             SELECT count(*) FROM flip
             """, connection);
         swap.Parameters.AddWithValue("name", projection.Name);
-        if ((long)(await swap.ExecuteScalarAsync(cancellationToken))! == 0) return false;
+        if ((long)(await swap.ExecuteScalarAsync(cancellationToken))! == 0) return (false, false);
         await using var cleanup = new NpgsqlCommand($"DELETE FROM {store.Schema}.projections WHERE name = @name AND NOT live", connection);
         cleanup.Parameters.AddWithValue("name", projection.Name);
         await cleanup.ExecuteNonQueryAsync(cancellationToken);
         LogSwapped(logger, projection.Name);
-        return true;
+        return (true, true);
     }
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Projection {Projection}: this instance is running it")]
@@ -136,6 +223,11 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Projection {Projection} failed; retrying")]
     private static partial void LogFailed(ILogger logger, Exception exception, string projection);
+
+    [LoggerMessage(Level = LogLevel.Error,
+        Message = "Projection {Projection} (generation {Generation}) failed on event {Position} ({EventType} of {StreamId}), attempt {Attempts}; stopped there, trying again in {Delay}")]
+    private static partial void LogApplyFailed(ILogger logger, Exception exception, string projection, int generation, long position, string eventType, string streamId,
+        int attempts, TimeSpan delay);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Projection {Projection}: rebuilt generation swapped in")]
     private static partial void LogSwapped(ILogger logger, string projection);

@@ -29,7 +29,8 @@ public static class Projections
     {
         var head = await store.HeadAsync(cancellationToken);
         await using var command = store.DataSource.CreateCommand(
-            $"SELECT generation, live, last_xid::text, last_position, processed FROM {store.Schema}.projections WHERE name = @name ORDER BY generation");
+            $"SELECT p.generation, p.live, p.last_xid::text, p.last_position, p.processed, p.failure, p.failed_position, e.stream_id, e.type, p.failing_since, p.attempts " +
+            $"FROM {store.Schema}.projections p LEFT JOIN {store.Schema}.events e ON e.position = p.failed_position WHERE p.name = @name ORDER BY p.generation");
         command.Parameters.AddWithValue("name", projection);
         var inline = store.Options.InlineProjections.Any(p => p.Name == projection);
         var status = new List<ProjectionStatus>();
@@ -39,7 +40,9 @@ public static class Projections
             var live = reader.GetBoolean(1);
             // An inline projection's live generation is written with the events; its stored checkpoint is where its last rebuild ended.
             var checkpoint = inline && live ? head : new LogPosition(ulong.Parse(reader.GetString(2), CultureInfo.InvariantCulture), reader.GetInt64(3));
-            status.Add(new ProjectionStatus(projection, reader.GetInt32(0), live, checkpoint, reader.GetInt64(4), head, inline));
+            var failure = reader.IsDBNull(5) ? null : new ProjectionFailure(reader.GetString(5), reader.GetInt64(6),
+                reader.IsDBNull(7) ? null : reader.GetString(7), reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetFieldValue<DateTimeOffset>(9), reader.GetInt32(10));
+            status.Add(new ProjectionStatus(projection, reader.GetInt32(0), live, checkpoint, reader.GetInt64(4), head, inline, failure));
         }
         return status;
     }

@@ -100,8 +100,20 @@ internal static class StoreSchema
             last_position  bigint NOT NULL DEFAULT 0,
             processed      bigint NOT NULL DEFAULT 0,
             updated_at     timestamptz NOT NULL DEFAULT now(),
+            failure        text,
+            failed_position bigint,
+            failing_since  timestamptz,
+            attempts       int NOT NULL DEFAULT 0,
             PRIMARY KEY (name, generation)
         );
+        -- A generation that fails on an event stops before it and says so (the daemon never skips one): why, on which
+        -- event, since when, after how many attempts. Stores from before lack these columns: add them, once.
+        DO $m$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{{s}}' AND table_name = 'projections' AND column_name = 'failure') THEN
+                ALTER TABLE {{s}}.projections ADD COLUMN failure text, ADD COLUMN failed_position bigint, ADD COLUMN failing_since timestamptz,
+                    ADD COLUMN attempts int NOT NULL DEFAULT 0;
+            END IF;
+        END $m$;
 
         CREATE TABLE IF NOT EXISTS {{s}}.documents (
             projection  text NOT NULL,
