@@ -61,6 +61,32 @@ public sealed class ServiceDefaultsTests(SmokeServers servers) : IClassFixture<S
     }
 
     [Fact]
+    public async Task Traces_and_logs_go_out_over_OTLP_and_an_unhandled_fault_is_logged_in_the_span_of_its_request()
+    {
+        await using var collector = new OtlpReceiver();
+        await collector.StartAsync();
+        await using var host = await SmokeHost.StartAsync(servers.Rabbit.Amqp, servers.Postgres.ConnectionString, settings: new Dictionary<string, string?>
+        {
+            ["Telemetry:OtlpEndpoint"] = collector.Endpoint.ToString(),
+            ["Telemetry:OtlpProtocol"] = "http/protobuf",
+        });
+        using var response = await host.Client.SendAsync(host.Post("/failures", "{}", Roles.Monitor));
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        await Eventually.True(() => Task.FromResult(host.Activities.All.Any(a => a.DisplayName == "POST /failures")), what: "the request span to end");
+        var request = host.Activities.All.Single(a => a.DisplayName == "POST /failures");
+        var traceId = request.TraceId.ToString();
+
+        await Eventually.True(() => Task.FromResult(collector.OfTrace(traceId).Any(s => s.Name == "POST /failures")), TimeSpan.FromSeconds(30),
+            "the request span at the collector");
+        await Eventually.True(() => Task.FromResult(collector.Logs.Any(l => l.Body == "Unhandled exception")), TimeSpan.FromSeconds(30),
+            "the fault's log record at the collector");
+        var log = collector.Logs.Single(l => l.Body == "Unhandled exception");
+        Assert.True(log.TraceId == traceId, string.Join("\n", collector.Logs));
+        Assert.Equal(("smoke", request.SpanId.ToString(), 17), (log.Service, log.SpanId, log.Severity));
+        Assert.Equal("smoke", collector.OfTrace(traceId).Single(s => s.Name == "POST /failures").Service);
+    }
+
+    [Fact]
     public async Task Without_a_token_the_answer_is_401_ProblemDetails()
     {
         using var response = await Host.Client.SendAsync(Host.Post("/pings", """{"text":"x","tone":"calm"}""", role: null));

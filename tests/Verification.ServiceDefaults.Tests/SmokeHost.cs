@@ -97,6 +97,7 @@ public sealed class SmokeHost : IAsyncDisposable
         app.MapPost("/store-refusals/{kind}", IResult (string kind) => kind == "archived"
             ? throw new Verification.EventStore.StreamArchivedException("inc-1")
             : throw new Verification.EventStore.ConcurrencyException("inc-1", 1, 2)).RequireAuthorization(Roles.Monitor);
+        app.MapPost("/failures", IResult () => throw new InvalidOperationException("a fault no handler expected")).RequireAuthorization(Roles.Monitor);
         await app.StartAsync();
         return new SmokeHost(app, activities);
     }

@@ -12,18 +12,24 @@ namespace Verification.Testing;
 /// <summary>A span as exported over OTLP. Kind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.</summary>
 public sealed record ExportedSpan(string Service, string TraceId, string SpanId, string? ParentSpanId, string Name, int Kind);
 
+/// <summary>A log record as exported over OTLP: the trace and span it was written in (null outside one). Severity: 17 is error.</summary>
+public sealed record ExportedLog(string Service, string? TraceId, string? SpanId, int Severity, string Body);
+
 /// <summary>
-/// An OTLP/HTTP (protobuf) trace receiver on loopback: services export to it as they would to a collector, and
-/// tests read the spans. Only the fields a test needs are decoded (trace, span and parent ids, name, kind, service.name).
+/// An OTLP/HTTP (protobuf) receiver of traces and logs on loopback: services export to it as they would to a collector,
+/// and tests read what came. Only the fields a test needs are decoded (trace, span and parent ids, name, kind,
+/// service.name; a log's severity and text body).
 /// </summary>
 public sealed class OtlpReceiver : IAsyncDisposable
 {
     private readonly ConcurrentQueue<ExportedSpan> _spans = new();
+    private readonly ConcurrentQueue<ExportedLog> _logs = new();
     private WebApplication? _app;
 
     public Uri Endpoint { get; private set; } = null!;
     public IReadOnlyList<ExportedSpan> All => _spans.ToList();
     public IReadOnlyList<ExportedSpan> OfTrace(string traceId) => _spans.Where(s => s.TraceId == traceId).ToList();
+    public IReadOnlyList<ExportedLog> Logs => _logs.ToList();
 
     public async Task StartAsync()
     {
@@ -38,6 +44,13 @@ public sealed class OtlpReceiver : IAsyncDisposable
             foreach (var span in Decode(buffer.ToArray())) _spans.Enqueue(span);
             return Results.Bytes([], "application/x-protobuf");
         });
+        _app.MapPost("/v1/logs", async (HttpContext http) =>
+        {
+            using var buffer = new MemoryStream();
+            await http.Request.Body.CopyToAsync(buffer);
+            foreach (var log in DecodeLogs(buffer.ToArray())) _logs.Enqueue(log);
+            return Results.Bytes([], "application/x-protobuf");
+        });
         _app.MapPost("/v1/metrics", () => Results.Bytes([], "application/x-protobuf"));
         await _app.StartAsync();
         Endpoint = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
@@ -48,14 +61,7 @@ public sealed class OtlpReceiver : IAsyncDisposable
     {
         foreach (var resourceSpans in Fields(request).Where(f => f.Number == 1).Select(f => f.Bytes))
         {
-            var service = "";
-            foreach (var resource in Fields(resourceSpans).Where(f => f.Number == 1))
-                foreach (var attribute in Fields(resource.Bytes).Where(f => f.Number == 1))
-                {
-                    var kv = Fields(attribute.Bytes).ToList();
-                    if (Text(kv.FirstOrDefault(f => f.Number == 1).Bytes) == "service.name")
-                        service = Text(Fields(kv.First(f => f.Number == 2).Bytes).FirstOrDefault(f => f.Number == 1).Bytes);
-                }
+            var service = ServiceName(resourceSpans);
             foreach (var scope in Fields(resourceSpans).Where(f => f.Number == 2))
                 foreach (var span in Fields(scope.Bytes).Where(f => f.Number == 2))
                 {
@@ -65,6 +71,38 @@ public sealed class OtlpReceiver : IAsyncDisposable
                         parent.Length == 0 ? null : Hex(parent), Text(fields.FirstOrDefault(f => f.Number == 5).Bytes), (int)fields.FirstOrDefault(f => f.Number == 6).Value);
                 }
         }
+    }
+
+    /// <summary>ExportLogsServiceRequest: 1 ResourceLogs { 1 Resource, 2 ScopeLogs { 2 LogRecord { 2 severity, 5 body, 9 trace id, 10 span id } } }.</summary>
+    public static IEnumerable<ExportedLog> DecodeLogs(ReadOnlyMemory<byte> request)
+    {
+        foreach (var resourceLogs in Fields(request).Where(f => f.Number == 1).Select(f => f.Bytes))
+        {
+            var service = ServiceName(resourceLogs);
+            foreach (var scope in Fields(resourceLogs).Where(f => f.Number == 2))
+                foreach (var record in Fields(scope.Bytes).Where(f => f.Number == 2))
+                {
+                    var fields = Fields(record.Bytes).ToList();
+                    var trace = fields.FirstOrDefault(f => f.Number == 9).Bytes;
+                    var span = fields.FirstOrDefault(f => f.Number == 10).Bytes;
+                    yield return new ExportedLog(service, trace.Length == 0 ? null : Hex(trace), span.Length == 0 ? null : Hex(span),
+                        (int)fields.FirstOrDefault(f => f.Number == 2).Value, Text(Fields(fields.FirstOrDefault(f => f.Number == 5).Bytes).FirstOrDefault(f => f.Number == 1).Bytes));
+                }
+        }
+    }
+
+    /// <summary>The service.name attribute of a resource's 1 Resource { 1 KeyValue { 1 key, 2 AnyValue { 1 string } } }.</summary>
+    private static string ServiceName(ReadOnlyMemory<byte> resourceSignals)
+    {
+        var service = "";
+        foreach (var resource in Fields(resourceSignals).Where(f => f.Number == 1))
+            foreach (var attribute in Fields(resource.Bytes).Where(f => f.Number == 1))
+            {
+                var kv = Fields(attribute.Bytes).ToList();
+                if (Text(kv.FirstOrDefault(f => f.Number == 1).Bytes) == "service.name")
+                    service = Text(Fields(kv.First(f => f.Number == 2).Bytes).FirstOrDefault(f => f.Number == 1).Bytes);
+            }
+        return service;
     }
 
     private static string Hex(ReadOnlyMemory<byte> bytes) => Convert.ToHexStringLower(bytes.Span);
