@@ -115,7 +115,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             await using var record = new NpgsqlCommand(
                 $"UPDATE {store.Schema}.projections SET failure = @failure, failed_position = @position, failing_since = coalesce(failing_since, now()), " +
                 "attempts = attempts + 1 WHERE name = @name AND generation = @generation", connection);
-            record.Parameters.AddWithValue("failure", Describe(failed.InnerException!));
+            record.Parameters.AddWithValue("failure", Storable.Error(failed.InnerException!));
             record.Parameters.AddWithValue("position", culprit.Position);
             record.Parameters.AddWithValue("name", projection.Name);
             record.Parameters.AddWithValue("generation", failed.Generation);
@@ -123,13 +123,6 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             LogApplyFailed(logger, failed.InnerException!, projection.Name, failed.Generation, culprit.Position, culprit.Type, culprit.StreamId, retry.Attempts, delay);
             return (false, true);
         }
-    }
-
-    /// <summary>What the projection threw, as its status shows it: storable text (no NUL), of a bounded length.</summary>
-    private static string Describe(Exception e)
-    {
-        var text = $"{e.GetType().FullName}: {e.Message}".Replace('\0', '\uFFFD');
-        return text.Length <= 2000 ? text : text[..2000];
     }
 
     /// <summary>A projection threw applying <see cref="Events"/> (rolled back). Its own code, or what it wrote; not a connection lost.</summary>

@@ -32,6 +32,13 @@ internal static class Storable
         return json;
     }
 
+    /// <summary>What was thrown, as the store records it (a projection stopped, an outbox message held): no NUL, bounded.</summary>
+    public static string Error(Exception e)
+    {
+        var text = $"{e.GetType().FullName}: {e.Message}".Replace('\0', '\uFFFD');
+        return text.Length <= 2000 ? text : text[..2000];
+    }
+
     public static string Text(string text, string what) =>
         text.Contains('\0', StringComparison.Ordinal) ? throw new UnstorableTextException($"{what} contains U+0000 (NUL), which cannot be stored") : text;
 }

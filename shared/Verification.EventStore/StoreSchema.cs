@@ -72,9 +72,20 @@ internal static class StoreSchema
             message      jsonb NOT NULL,
             headers      jsonb NOT NULL,
             created_at   timestamptz NOT NULL DEFAULT now(),
-            sent_at      timestamptz
+            sent_at      timestamptz,
+            failure      text,
+            attempts     int NOT NULL DEFAULT 0,
+            retry_at     timestamptz
         );
         CREATE INDEX IF NOT EXISTS outbox_unsent ON {{s}}.outbox (position) WHERE sent_at IS NULL;
+        -- A message the relay could not read holds its stream back (order within a stream) until it is tried again, and
+        -- says why. Stores from before lack these columns: add them, once.
+        DO $m$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{{s}}' AND table_name = 'outbox' AND column_name = 'failure') THEN
+                ALTER TABLE {{s}}.outbox ADD COLUMN failure text, ADD COLUMN attempts int NOT NULL DEFAULT 0, ADD COLUMN retry_at timestamptz;
+            END IF;
+        END $m$;
+        CREATE INDEX IF NOT EXISTS outbox_held ON {{s}}.outbox (stream_id, position) WHERE sent_at IS NULL AND retry_at IS NOT NULL;
 
         CREATE TABLE IF NOT EXISTS {{s}}.inbox (
             consumer     text NOT NULL,

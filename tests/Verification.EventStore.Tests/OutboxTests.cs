@@ -33,6 +33,51 @@ public sealed class OutboxTests(OutboxServers servers) : IClassFixture<OutboxSer
     }
 
     [Fact]
+    public async Task A_message_the_relay_cannot_read_holds_back_its_own_stream_only_says_why_and_goes_out_in_order_once_readable()
+    {
+        // The writer knows a message type the relay's code does not (yet): a rolling deployment, a type renamed.
+        var writer = new EventStore(servers.Postgres.DataSource, StoreFixture.Options("es_unreadable"));
+        writer.Types.Register<IncidentNotedMessage>("incident_noted_message").Register<Revised>("revised_message");
+        await writer.MigrateAsync();
+        var relay = new EventStore(servers.Postgres.DataSource, StoreFixture.Options("es_unreadable"));
+        relay.Types.Register<IncidentNotedMessage>("incident_noted_message");
+        await writer.OpenSession().Append("held", "incident", 0, new Noted("held", "north", 1))
+            .Publish(new IncidentNotedMessage("held-1"), "held").Publish(new Revised("held", 2), "held").Publish(new IncidentNotedMessage("held-3"), "held")
+            .SaveChangesAsync();
+        // More of the other streams than one page holds, so a stream held back cannot take the pages from them.
+        for (var i = 0; i < 12; i++)
+            await writer.OpenSession().Append($"free-{i}", "incident", 0, new Noted($"free-{i}", "north", 1)).Publish(new IncidentNotedMessage($"free-{i}"), $"free-{i}").SaveChangesAsync();
+
+        var published = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        Task Publish(object message, Guid id, Guid? correlation, CancellationToken ct)
+        {
+            published.Enqueue(message switch { IncidentNotedMessage m => m.IncidentId, Revised r => $"{r.IncidentId}-{r.Count}", _ => "?" });
+            return Task.CompletedTask;
+        }
+        var refused = await Assert.ThrowsAsync<OutboxMessageUnreadableException>(() => relay.PublishPendingAsync(Publish, limit: 5));
+        Assert.Equal("revised_message", refused.MessageType);
+        Assert.Contains("unknown event type 'revised_message'", refused.Message, StringComparison.Ordinal);
+        // Until it is due again, the held stream is passed over and the others go out, page after page.
+        while (await relay.PublishPendingAsync(Publish, limit: 5) > 0) { }
+        string[] before = ["held-1", .. Enumerable.Range(0, 12).Select(i => $"free-{i}")];
+        Assert.Equal(before.Order(StringComparer.Ordinal), published.Order(StringComparer.Ordinal));
+        Assert.Equal(2, await servers.Postgres.ScalarAsync("SELECT count(*) FROM es_unreadable.outbox WHERE sent_at IS NULL"));
+        Assert.Equal(1, await servers.Postgres.ScalarAsync(
+            "SELECT count(*) FROM es_unreadable.outbox WHERE message_type = 'revised_message' AND attempts = 1 AND retry_at > now() AND failure LIKE 'System.InvalidOperationException: unknown event type%'"));
+
+        // Code that knows the type comes: once due, the held message and the one behind it go out, in order, once.
+        relay.Types.Register<Revised>("revised_message");
+        await Eventually.True(async () =>
+        {
+            try { await relay.PublishPendingAsync(Publish); }
+            catch (OutboxMessageUnreadableException) { }
+            return await relay.UnsentCountAsync() == 0;
+        }, TimeSpan.FromSeconds(30), "the held stream to go out once its message can be read");
+        Assert.Equal(["held-2", "held-3"], published.Skip(13).ToArray());
+        Assert.Equal(15, published.Count);
+    }
+
+    [Fact]
     public async Task A_crash_after_commit_loses_nothing_and_a_crash_after_publish_duplicates_nothing()
     {
         var options = StoreFixture.Options("es_outbox");
