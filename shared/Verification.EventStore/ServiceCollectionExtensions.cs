@@ -9,8 +9,8 @@ public static class ServiceCollectionExtensions
 {
     /// <summary>
     /// A store keyed by <paramref name="key"/> (the service's name; several can live in one process), on its own
-    /// data source: migrated at start-up, then its projection daemon and outbox relay (which publishes through
-    /// MassTransit's IPublishEndpoint). Resolve it with <c>[FromKeyedServices(key)] EventStore</c>.
+    /// data source: migrated at start-up, then its projection daemon, outbox relay (which publishes through
+    /// MassTransit's IPublishEndpoint) and <see cref="StoreMetrics"/>. Resolve it with <c>[FromKeyedServices(key)] EventStore</c>.
     /// </summary>
     public static IServiceCollection AddEventStore(this IServiceCollection services, string key, string connectionString, Action<EventStoreOptions> configure)
     {
@@ -21,6 +21,7 @@ public static class ServiceCollectionExtensions
         services.AddSingleton<IHostedService>(sp => new Migrator(sp.GetRequiredKeyedService<EventStore>(key)));
         services.AddSingleton<IHostedService>(sp => new ProjectionDaemon(sp.GetRequiredKeyedService<EventStore>(key), sp.GetRequiredService<ILogger<ProjectionDaemon>>()));
         services.AddSingleton<IHostedService>(sp => new OutboxRelay(sp.GetRequiredKeyedService<EventStore>(key), sp.GetRequiredService<IServiceScopeFactory>(), sp.GetRequiredService<ILogger<OutboxRelay>>()));
+        services.AddSingleton<IHostedService>(sp => new StoreMetrics(sp.GetRequiredKeyedService<EventStore>(key)));
         return services;
     }
 
