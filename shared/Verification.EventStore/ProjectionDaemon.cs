@@ -60,7 +60,10 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
                     if (!progressed)
                     {
                         await lease.EnsureHeldAsync(stoppingToken);
-                        await Signals.WaitAsync(wake, store.Options.PollInterval, stoppingToken);
+                        // Commits cannot help a generation waiting to try a failed event again: under load they would
+                        // wake it for nothing a thousand times a second.
+                        if (liveRetry.Waiting) await Task.Delay(store.Options.PollInterval, stoppingToken);
+                        else await Signals.WaitAsync(wake, store.Options.PollInterval, stoppingToken);
                     }
                 }
             }
@@ -88,12 +91,13 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
         public int OneByOne;
         public int Attempts;
         public long DueAt;
+        public bool Waiting => Environment.TickCount64 < DueAt;
     }
 
     /// <summary><see cref="StepAsync"/>, with a failure of the projection recorded and retried as <see cref="Retry"/> says.</summary>
     private async Task<(bool Progressed, bool Rebuilding)> TryStepAsync(Projection projection, bool live, Retry retry, CancellationToken cancellationToken)
     {
-        if (Environment.TickCount64 < retry.DueAt) return (false, true);
+        if (retry.Waiting) return (false, true);
         try
         {
             var (applied, rebuilding) = await StepAsync(projection, live, retry.OneByOne > 0 ? 1 : null, cancellationToken);
