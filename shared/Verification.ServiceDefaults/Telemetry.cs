@@ -32,7 +32,9 @@ public static class Telemetry
                     .AddAspNetCoreInstrumentation(o => o.Filter = context => !context.Request.Path.StartsWithSegments("/health"));
                 foreach (var configure in options.Tracing) configure(tracing);
             })
-            .WithMetrics(metrics => metrics.AddMeter("MassTransit", "Npgsql", "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", Name, EventStore.StoreMetrics.MeterName));
+            // System.Runtime: the runtime's own meter (GC, thread pool, CPU, memory), no package needed.
+            .WithMetrics(metrics => metrics.AddMeter("MassTransit", "Npgsql", "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel",
+                "Microsoft.AspNetCore.Diagnostics", "System.Runtime", Name, EventStore.StoreMetrics.MeterName));
 
         var endpoint = builder.Configuration["Telemetry:OtlpEndpoint"] ?? builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"];
         if (string.IsNullOrWhiteSpace(endpoint)) return;

@@ -132,5 +132,16 @@ public sealed class EndToEndTests(Services system) : IClassFixture<Services>
         Assert.Contains(spans, s => s.Service == "incidents" && s.Kind == 4);                                 // published to RabbitMQ
         Assert.Contains(spans, s => s.Service == "hotline" && s.Kind == 5);                                   // consumed by hotline
         Assert.Contains(spans, s => s.Service == "hotline" && s.Kind == 4);                                   // the alert published on
+
+        // Metrics reach the collector too: each service's store gauges (a projection's only where it has one), the runtime's.
+        foreach (var service in new[] { "incidents", "hotline", "exchanges", "pullbacks", "compliance" })
+        {
+            string[] expected = service == "pullbacks"
+                ? ["verification.eventstore.outbox.unsent", "dotnet.process.memory.working_set"]
+                : ["verification.eventstore.outbox.unsent", "verification.eventstore.projection.lag", "dotnet.process.memory.working_set"];
+            await Eventually.True(() => Task.FromResult(system.Spans.MetricsOf(service).IsSupersetOf(expected)),
+                TimeSpan.FromSeconds(30), $"{service}'s metrics at the collector");
+        }
+        Assert.Contains("http.server.request.duration", system.Spans.MetricsOf("incidents"));
     }
 }

@@ -84,6 +84,7 @@ public class DistributedSystem : IAsyncLifetime
             ["Telemetry__OtlpEndpoint"] = Spans.Endpoint.ToString(),
             ["Telemetry__OtlpProtocol"] = "http/protobuf",
             ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
+            ["OTEL_METRIC_EXPORT_INTERVAL"] = "1000",
             ["Logging__LogLevel__Default"] = "Warning",
         };
         foreach (var (key, value) in Settings) environment[key.Replace(":", "__", StringComparison.Ordinal)] = value;

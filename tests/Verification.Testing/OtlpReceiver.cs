@@ -16,20 +16,23 @@ public sealed record ExportedSpan(string Service, string TraceId, string SpanId,
 public sealed record ExportedLog(string Service, string? TraceId, string? SpanId, int Severity, string Body);
 
 /// <summary>
-/// An OTLP/HTTP (protobuf) receiver of traces and logs on loopback: services export to it as they would to a collector,
-/// and tests read what came. Only the fields a test needs are decoded (trace, span and parent ids, name, kind,
-/// service.name; a log's severity and text body).
+/// An OTLP/HTTP (protobuf) receiver of traces, logs and metrics on loopback: services export to it as they would to a
+/// collector, and tests read what came. Only the fields a test needs are decoded (trace, span and parent ids, name,
+/// kind, service.name; a log's severity and text body; a metric's name).
 /// </summary>
 public sealed class OtlpReceiver : IAsyncDisposable
 {
     private readonly ConcurrentQueue<ExportedSpan> _spans = new();
     private readonly ConcurrentQueue<ExportedLog> _logs = new();
+    private readonly ConcurrentDictionary<(string Service, string Metric), bool> _metrics = new();
     private WebApplication? _app;
 
     public Uri Endpoint { get; private set; } = null!;
     public IReadOnlyList<ExportedSpan> All => _spans.ToList();
     public IReadOnlyList<ExportedSpan> OfTrace(string traceId) => _spans.Where(s => s.TraceId == traceId).ToList();
     public IReadOnlyList<ExportedLog> Logs => _logs.ToList();
+    /// <summary>The names of the metrics each service has exported.</summary>
+    public ISet<string> MetricsOf(string service) => _metrics.Keys.Where(k => k.Service == service).Select(k => k.Metric).ToHashSet();
 
     public async Task StartAsync()
     {
@@ -51,7 +54,13 @@ public sealed class OtlpReceiver : IAsyncDisposable
             foreach (var log in DecodeLogs(buffer.ToArray())) _logs.Enqueue(log);
             return Results.Bytes([], "application/x-protobuf");
         });
-        _app.MapPost("/v1/metrics", () => Results.Bytes([], "application/x-protobuf"));
+        _app.MapPost("/v1/metrics", async (HttpContext http) =>
+        {
+            using var buffer = new MemoryStream();
+            await http.Request.Body.CopyToAsync(buffer);
+            foreach (var metric in DecodeMetricNames(buffer.ToArray())) _metrics[metric] = true;
+            return Results.Bytes([], "application/x-protobuf");
+        });
         await _app.StartAsync();
         Endpoint = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }
@@ -88,6 +97,18 @@ public sealed class OtlpReceiver : IAsyncDisposable
                     yield return new ExportedLog(service, trace.Length == 0 ? null : Hex(trace), span.Length == 0 ? null : Hex(span),
                         (int)fields.FirstOrDefault(f => f.Number == 2).Value, Text(Fields(fields.FirstOrDefault(f => f.Number == 5).Bytes).FirstOrDefault(f => f.Number == 1).Bytes));
                 }
+        }
+    }
+
+    /// <summary>ExportMetricsServiceRequest: 1 ResourceMetrics { 1 Resource, 2 ScopeMetrics { 2 Metric { 1 name } } }.</summary>
+    public static IEnumerable<(string Service, string Metric)> DecodeMetricNames(ReadOnlyMemory<byte> request)
+    {
+        foreach (var resourceMetrics in Fields(request).Where(f => f.Number == 1).Select(f => f.Bytes))
+        {
+            var service = ServiceName(resourceMetrics);
+            foreach (var scope in Fields(resourceMetrics).Where(f => f.Number == 2))
+                foreach (var metric in Fields(scope.Bytes).Where(f => f.Number == 2))
+                    yield return (service, Text(Fields(metric.Bytes).FirstOrDefault(f => f.Number == 1).Bytes));
         }
     }
 
