@@ -68,18 +68,28 @@ public static class Projections
             await stale.ExecuteNonQueryAsync(cancellationToken);
         }
         var position = LogPosition.Start;
-        while (true)
+        try
         {
-            var page = (await store.ReadAllAsync(connection, position, store.Options.DaemonBatchSize, cancellationToken))
-                .Where(e => (e.TransactionId, e.Position).CompareTo((until.TransactionId, until.Position)) <= 0).ToList();
-            if (page.Count == 0)
+            while (true)
             {
-                if (position.CompareTo(until) >= 0) break;
-                await Task.Delay(50, cancellationToken);
-                continue;
+                var page = (await store.ReadAllAsync(connection, position, store.Options.DaemonBatchSize, cancellationToken))
+                    .Where(e => (e.TransactionId, e.Position).CompareTo((until.TransactionId, until.Position)) <= 0).ToList();
+                if (page.Count == 0)
+                {
+                    if (position.CompareTo(until) >= 0) break;
+                    await Task.Delay(50, cancellationToken);
+                    continue;
+                }
+                await projection.ApplyAsync(page, new ProjectionWrite(connection, null, store.Schema, scratch), cancellationToken);
+                position = new LogPosition(page[^1].TransactionId, page[^1].Position);
             }
-            await projection.ApplyAsync(page, new ProjectionWrite(connection, null, store.Schema, scratch), cancellationToken);
-            position = new LogPosition(page[^1].TransactionId, page[^1].Position);
+        }
+        // A projection that throws, or a caller that gave up: the scratch documents go now, not a day later (unless the
+        // connection itself failed: then the sweep above takes them).
+        catch (Exception e) when (e is not NpgsqlException || e is PostgresException)
+        {
+            await DeleteGenerationAsync(connection, store.Schema, projection.Name, scratch, CancellationToken.None);
+            throw;
         }
         await using var compare = new NpgsqlCommand(
             $"""

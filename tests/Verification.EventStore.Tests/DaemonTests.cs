@@ -308,7 +308,7 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
             e.Data is not Noted n ? tally
             : n.Region == "poison" && !Volatile.Read(ref mended) ? throw new InvalidOperationException("cannot tally region poison")
             : new RegionTally(n.Region, (tally?.Events ?? 0) + 1, (tally?.Count ?? 0) + n.Count));
-        var store = await StoreAsync("es_poison", batchSize: 100);
+        var store = await StoreAsync("es_poison", batchSize: 10);
         store.Options.AsyncProjections.Add(fragile);
         await store.MigrateAsync();
         for (var i = 0; i < 30; i++) await store.AppendAsync($"p{i % 5}", "incident", null, [new Noted($"p{i % 5}", $"region-{i % 3}", i)]);
@@ -342,6 +342,9 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         Assert.Equal((1, newest - stopped.Checkpoint.Position), (stoppedGauges["failing/fragile_tally/1"], stoppedGauges["lag/fragile_tally/1"]));
         Assert.Equal((0, 0), (stoppedGauges["failing/region_tally/1"], stoppedGauges["lag/region_tally/1"]));
 
+        // An auditor's rebuild-and-compare checks it up to where it stands.
+        Assert.Empty(await store.RebuildAndCompareAsync(fragile));
+
         Volatile.Write(ref mended, true);
         await Eventually.True(async () => (await store.ProjectionStatusAsync("fragile_tally")) is [{ Processed: 51, Failure: null }],
             TimeSpan.FromSeconds(30), "the mended projection to go on from where it stopped");
@@ -353,6 +356,12 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         Assert.Equal(new RegionTally("poison", 1, 7), JsonSerializer.Deserialize<RegionTally>(fragileDocuments["poison"], EventTypes.Json));
         var after = await GaugesAsync(store);
         Assert.Equal((0, 0), (after["failing/fragile_tally/1"], after["lag/fragile_tally/1"]));
+
+        // The fault back, a rebuild-and-compare now reaches it: it fails with it and leaves no scratch documents behind.
+        Volatile.Write(ref mended, false);
+        var compare = await Assert.ThrowsAsync<InvalidOperationException>(() => store.RebuildAndCompareAsync(fragile));
+        Assert.Equal("cannot tally region poison", compare.Message);
+        Assert.Equal(0, await fixture.ScalarAsync("SELECT count(*) FROM es_poison.documents WHERE generation < 0"));
     }
 
     /// <summary>
