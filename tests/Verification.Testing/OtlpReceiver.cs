@@ -40,77 +40,51 @@ public sealed class OtlpReceiver : IAsyncDisposable
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.ClearProviders();
         _app = builder.Build();
-        _app.MapPost("/v1/traces", async (HttpContext http) =>
-        {
-            using var buffer = new MemoryStream();
-            await http.Request.Body.CopyToAsync(buffer);
-            foreach (var span in Decode(buffer.ToArray())) _spans.Enqueue(span);
-            return Results.Bytes([], "application/x-protobuf");
-        });
-        _app.MapPost("/v1/logs", async (HttpContext http) =>
-        {
-            using var buffer = new MemoryStream();
-            await http.Request.Body.CopyToAsync(buffer);
-            foreach (var log in DecodeLogs(buffer.ToArray())) _logs.Enqueue(log);
-            return Results.Bytes([], "application/x-protobuf");
-        });
-        _app.MapPost("/v1/metrics", async (HttpContext http) =>
-        {
-            using var buffer = new MemoryStream();
-            await http.Request.Body.CopyToAsync(buffer);
-            foreach (var metric in DecodeMetricNames(buffer.ToArray())) _metrics[metric] = true;
-            return Results.Bytes([], "application/x-protobuf");
-        });
+        Receive("/v1/traces", request => { foreach (var span in Decode(request)) _spans.Enqueue(span); });
+        Receive("/v1/logs", request => { foreach (var log in DecodeLogs(request)) _logs.Enqueue(log); });
+        Receive("/v1/metrics", request => { foreach (var metric in DecodeMetricNames(request)) _metrics[metric] = true; });
         await _app.StartAsync();
         Endpoint = new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
     }
 
+    private void Receive(string path, Action<ReadOnlyMemory<byte>> decode) => _app!.MapPost(path, async (HttpContext http) =>
+    {
+        using var buffer = new MemoryStream();
+        await http.Request.Body.CopyToAsync(buffer);
+        decode(buffer.ToArray());
+        return Results.Bytes([], "application/x-protobuf");
+    });
+
     /// <summary>ExportTraceServiceRequest: 1 ResourceSpans { 1 Resource { 1 KeyValue }, 2 ScopeSpans { 2 Span } }.</summary>
-    public static IEnumerable<ExportedSpan> Decode(ReadOnlyMemory<byte> request)
+    public static IEnumerable<ExportedSpan> Decode(ReadOnlyMemory<byte> request) => Items(request).Select(item =>
     {
-        foreach (var resourceSpans in Fields(request).Where(f => f.Number == 1).Select(f => f.Bytes))
-        {
-            var service = ServiceName(resourceSpans);
-            foreach (var scope in Fields(resourceSpans).Where(f => f.Number == 2))
-                foreach (var span in Fields(scope.Bytes).Where(f => f.Number == 2))
-                {
-                    var fields = Fields(span.Bytes).ToList();
-                    var parent = fields.FirstOrDefault(f => f.Number == 4).Bytes;
-                    yield return new ExportedSpan(service, Hex(fields.First(f => f.Number == 1).Bytes), Hex(fields.First(f => f.Number == 2).Bytes),
-                        parent.Length == 0 ? null : Hex(parent), Text(fields.FirstOrDefault(f => f.Number == 5).Bytes), (int)fields.FirstOrDefault(f => f.Number == 6).Value);
-                }
-        }
-    }
+        var fields = Fields(item.Bytes).ToList();
+        var parent = fields.FirstOrDefault(f => f.Number == 4).Bytes;
+        return new ExportedSpan(item.Service, Hex(fields.First(f => f.Number == 1).Bytes), Hex(fields.First(f => f.Number == 2).Bytes),
+            parent.Length == 0 ? null : Hex(parent), Text(fields.FirstOrDefault(f => f.Number == 5).Bytes), (int)fields.FirstOrDefault(f => f.Number == 6).Value);
+    });
 
-    /// <summary>ExportLogsServiceRequest: 1 ResourceLogs { 1 Resource, 2 ScopeLogs { 2 LogRecord { 2 severity, 5 body, 9 trace id, 10 span id } } }.</summary>
-    public static IEnumerable<ExportedLog> DecodeLogs(ReadOnlyMemory<byte> request)
+    /// <summary>ExportLogsServiceRequest: the same nesting; LogRecord { 2 severity, 5 body { 1 string }, 9 trace id, 10 span id }.</summary>
+    public static IEnumerable<ExportedLog> DecodeLogs(ReadOnlyMemory<byte> request) => Items(request).Select(item =>
     {
-        foreach (var resourceLogs in Fields(request).Where(f => f.Number == 1).Select(f => f.Bytes))
-        {
-            var service = ServiceName(resourceLogs);
-            foreach (var scope in Fields(resourceLogs).Where(f => f.Number == 2))
-                foreach (var record in Fields(scope.Bytes).Where(f => f.Number == 2))
-                {
-                    var fields = Fields(record.Bytes).ToList();
-                    var trace = fields.FirstOrDefault(f => f.Number == 9).Bytes;
-                    var span = fields.FirstOrDefault(f => f.Number == 10).Bytes;
-                    yield return new ExportedLog(service, trace.Length == 0 ? null : Hex(trace), span.Length == 0 ? null : Hex(span),
-                        (int)fields.FirstOrDefault(f => f.Number == 2).Value, Text(Fields(fields.FirstOrDefault(f => f.Number == 5).Bytes).FirstOrDefault(f => f.Number == 1).Bytes));
-                }
-        }
-    }
+        var fields = Fields(item.Bytes).ToList();
+        var trace = fields.FirstOrDefault(f => f.Number == 9).Bytes;
+        var span = fields.FirstOrDefault(f => f.Number == 10).Bytes;
+        return new ExportedLog(item.Service, trace.Length == 0 ? null : Hex(trace), span.Length == 0 ? null : Hex(span),
+            (int)fields.FirstOrDefault(f => f.Number == 2).Value, Text(Fields(fields.FirstOrDefault(f => f.Number == 5).Bytes).FirstOrDefault(f => f.Number == 1).Bytes));
+    });
 
-    /// <summary>ExportMetricsServiceRequest: 1 ResourceMetrics { 1 Resource, 2 ScopeMetrics { 2 Metric { 1 name } } }.</summary>
-    public static IEnumerable<(string Service, string Metric)> DecodeMetricNames(ReadOnlyMemory<byte> request)
-    {
-        foreach (var resourceMetrics in Fields(request).Where(f => f.Number == 1).Select(f => f.Bytes))
-        {
-            var service = ServiceName(resourceMetrics);
-            foreach (var scope in Fields(resourceMetrics).Where(f => f.Number == 2))
-                foreach (var metric in Fields(scope.Bytes).Where(f => f.Number == 2))
-                    yield return (service, Text(Fields(metric.Bytes).FirstOrDefault(f => f.Number == 1).Bytes));
-        }
-    }
+    /// <summary>ExportMetricsServiceRequest: the same nesting; Metric { 1 name }.</summary>
+    public static IEnumerable<(string Service, string Metric)> DecodeMetricNames(ReadOnlyMemory<byte> request) =>
+        Items(request).Select(item => (item.Service, Text(Fields(item.Bytes).FirstOrDefault(f => f.Number == 1).Bytes)));
+
+    /// <summary>What each OTLP export request nests alike: 1 Resource{Spans,Logs,Metrics} { 1 Resource, 2 Scope… { 2 item } }.</summary>
+    private static IEnumerable<(string Service, ReadOnlyMemory<byte> Bytes)> Items(ReadOnlyMemory<byte> request) =>
+        from resource in Fields(request).Where(f => f.Number == 1)
+        let service = ServiceName(resource.Bytes)
+        from scope in Fields(resource.Bytes).Where(f => f.Number == 2)
+        from item in Fields(scope.Bytes).Where(f => f.Number == 2)
+        select (service, item.Bytes);
 
     /// <summary>The service.name attribute of a resource's 1 Resource { 1 KeyValue { 1 key, 2 AnyValue { 1 string } } }.</summary>
     private static string ServiceName(ReadOnlyMemory<byte> resourceSignals)
