@@ -59,3 +59,19 @@ public sealed class StreamArchivedException(string streamId) : Exception($"Strea
 {
     public string StreamId { get; } = streamId;
 }
+
+/// <summary>
+/// Tells a failure that is everyone's (the database gone, busy or timed out, the caller stopping: try the whole pass
+/// again) from one that is a single item's own (a projection's code, an event or message this code cannot read, a
+/// stream that refuses the append): workers set that item aside and go on with the rest.
+/// </summary>
+public static class Failures
+{
+    public static bool IsTransient(Exception e) => e switch
+    {
+        OperationCanceledException or TimeoutException => true,
+        Npgsql.PostgresException postgres => postgres.IsTransient,
+        Npgsql.NpgsqlException => true,
+        _ => false,
+    };
+}

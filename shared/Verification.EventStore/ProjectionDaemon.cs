@@ -169,7 +169,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             await projection.ApplyAsync(events, new ProjectionWrite(connection, transaction, store.Schema, generation), cancellationToken);
         }
         // A connection lost or a deadlock is not the events' doing: the run starts again as after any other failure.
-        catch (Exception e) when (e is not (NpgsqlException { IsTransient: true } or TimeoutException or OperationCanceledException))
+        catch (Exception e) when (!Failures.IsTransient(e))
         {
             throw new ApplyFailed(generation, events, e);
         }

@@ -175,6 +175,27 @@ public sealed class HotlineApiTests(HotlineServers servers) : IClassFixture<Hotl
     }
 
     [Fact]
+    public async Task An_alert_whose_missed_deadline_cannot_be_recorded_is_set_aside_and_the_others_still_escalate()
+    {
+        var blocked = $"alert-{await FileIncidentAsync()}-RU";
+        await WaitForAlertAsync(blocked, "RU");
+        servers.Clock.Advance(TimeSpan.FromMinutes(1));   // so it is due before the other
+        var other = $"alert-{await FileIncidentAsync()}-RU";
+        await WaitForAlertAsync(other, "RU");
+        // Its stream refuses every append from now on (archived), so its silence cannot be recorded.
+        Assert.True(await Hotline.Services.GetRequiredKeyedService<EventStore.EventStore>(HotlineModule.Name).ArchiveStreamAsync(blocked));
+        servers.Clock.Advance(TimeSpan.FromMinutes(16));
+
+        await Eventually.True(async () => await servers.CountAsync($"SELECT count(*) FROM hotline.events WHERE stream_id = '{other}' AND type = 'alert_escalated'") == 1,
+            TimeSpan.FromSeconds(30), "the other alert to escalate past the one that cannot");
+        Assert.Equal(0, await servers.CountAsync($"SELECT count(*) FROM hotline.events WHERE stream_id = '{blocked}' AND type <> 'alert_raised'"));
+        // A pass while it is set aside passes it over without failing.
+        var worker = Hotline.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<DeadlineWorker>().Single();
+        await worker.FireDueAsync(CancellationToken.None);
+        Assert.Equal(0, await servers.CountAsync($"SELECT count(*) FROM hotline.events WHERE stream_id = '{blocked}' AND type <> 'alert_raised'"));
+    }
+
+    [Fact]
     public async Task The_live_feed_pushes_a_new_alert_to_the_addressed_partys_officers_only()
     {
         using var ruFeed = await OpenFeedAsync("RU");

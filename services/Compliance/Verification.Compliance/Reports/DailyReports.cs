@@ -132,31 +132,49 @@ public sealed partial class DailyReportWorker([FromKeyedServices(ComplianceModul
         var lastDue = DateOnly.FromDateTime((now - cutoffAfterDay - TimeSpan.FromDays(1)).UtcDateTime);
         foreach (var agreement in await Judging.AgreementsAsync(store, cancellationToken))
         {
-            if (agreement.Terms.Count == 0) continue;
-            var first = DateOnly.FromDateTime(agreement.Terms.Min(t => t.From).UtcDateTime);
-            var last = agreement.Terms.All(t => t.To is not null) ? DateOnly.FromDateTime(agreement.Terms.Max(t => t.To!.Value).UtcDateTime) : lastDue;
-            if (last > lastDue) last = lastDue;
-            if (first < lastDue.AddDays(-30)) first = lastDue.AddDays(-30);
-            for (var day = first; day <= last; day = day.AddDays(1))
+            try
             {
-                var stream = DailyReports.StreamId(agreement.AgreementId, day);
-                if (_issued.Contains(stream)) continue;
-                if ((await store.ReadStreamAsync(stream, cancellationToken: cancellationToken)).Count == 0)
-                {
-                    try
-                    {
-                        await DailyReports.IssueAsync(store, agreement.AgreementId, day, cutoffAfterDay, now,
-                            new EventMetadata { ActorSub = "compliance", ActorRole = "system" }, cancellationToken);
-                    }
-                    catch (Verification.EventStore.ConcurrencyException)
-                    {
-                        // issued on request at the same moment: that one stands
-                    }
-                }
-                _issued.Add(stream);
+                await IssueAgreementAsync(agreement, lastDue, cutoffAfterDay, now, cancellationToken);
+            }
+            // One agreement's report that cannot be made must not keep the others' from being issued; it is tried again
+            // at the next check. The database gone or the worker stopping ends the pass.
+            catch (Exception e) when (!Verification.EventStore.Failures.IsTransient(e))
+            {
+                LogAgreementFailed(logger, e, agreement.AgreementId);
             }
         }
     }
+
+    /// <summary>The agreement's reports for the days whose cut-off has passed (at most the last 30), each issued once.</summary>
+    private async Task IssueAgreementAsync(Agreement agreement, DateOnly lastDue, TimeSpan cutoffAfterDay, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (agreement.Terms.Count == 0) return;
+        var first = DateOnly.FromDateTime(agreement.Terms.Min(t => t.From).UtcDateTime);
+        var last = agreement.Terms.All(t => t.To is not null) ? DateOnly.FromDateTime(agreement.Terms.Max(t => t.To!.Value).UtcDateTime) : lastDue;
+        if (last > lastDue) last = lastDue;
+        if (first < lastDue.AddDays(-30)) first = lastDue.AddDays(-30);
+        for (var day = first; day <= last; day = day.AddDays(1))
+        {
+            var stream = DailyReports.StreamId(agreement.AgreementId, day);
+            if (_issued.Contains(stream)) continue;
+            if ((await store.ReadStreamAsync(stream, cancellationToken: cancellationToken)).Count == 0)
+            {
+                try
+                {
+                    await DailyReports.IssueAsync(store, agreement.AgreementId, day, cutoffAfterDay, now,
+                        new EventMetadata { ActorSub = "compliance", ActorRole = "system" }, cancellationToken);
+                }
+                catch (Verification.EventStore.ConcurrencyException)
+                {
+                    // issued on request at the same moment: that one stands
+                }
+            }
+            _issued.Add(stream);
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Daily reports of agreement {AgreementId} could not be issued; the other agreements' are, and it is tried again at the next check")]
+    private static partial void LogAgreementFailed(ILogger logger, Exception exception, string agreementId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Daily report worker failed; trying again at the next check")]
     private static partial void LogFailed(ILogger logger, Exception exception);
