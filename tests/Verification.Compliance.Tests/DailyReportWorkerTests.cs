@@ -57,3 +57,37 @@ public sealed class DailyReportWorkerTests(ReportingHost fixture) : IClassFixtur
         Assert.Equal(HttpStatusCode.NotFound, today.StatusCode);
     }
 }
+
+public sealed class DailyReportIsolationTests(ReportingHost fixture) : IClassFixture<ReportingHost>
+{
+    [Fact]
+    public async Task An_agreement_whose_reports_cannot_be_read_does_not_keep_the_others_from_being_issued()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var twoDaysAgo = DateOnly.FromDateTime(now.AddDays(-2).UtcDateTime).ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        // A report a newer version of the service wrote (schema version 99) for the agreement checked first: this code
+        // refuses to read it, so it cannot tell whether that day was issued.
+        await using (var connection = new Npgsql.NpgsqlConnection(fixture.Postgres.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var insert = new Npgsql.NpgsqlCommand(
+                "INSERT INTO compliance.events (id, stream_id, version, type, data, metadata, recorded_at, hash) " +
+                $"VALUES (gen_random_uuid(), 'report-a-newer-{twoDaysAgo}', 1, 'daily_report_issued', '{{}}', '{{\"schemaVersion\":99}}', now(), '\\x00')", connection);
+            await insert.ExecuteNonQueryAsync();
+        }
+        foreach (var id in new[] { "a-newer", "b-current" })
+        {
+            using var concluded = await fixture.Host.SendAsync(HttpMethod.Post, "/agreements", new
+            {
+                agreementId = id, title = "Energy truce", parties = new[] { "UA", "RU" }, mediator = "US",
+                terms = new[] { new { termId = "energy", kind = "noStrikes", title = "No strikes on energy infrastructure", partiesBound = new[] { "UA", "RU" },
+                    from = new DateTimeOffset(now.Date.AddDays(-3), TimeSpan.Zero), targetTypes = new[] { "energy" } } },
+            }, Roles.Verifier);
+            Assert.Equal(HttpStatusCode.Created, concluded.StatusCode);
+        }
+
+        await Eventually.True(async () => await fixture.CountAsync($"SELECT count(*) FROM compliance.events WHERE stream_id = 'report-b-current-{twoDaysAgo}'") == 1,
+            TimeSpan.FromSeconds(30), "the other agreement's report of two days ago");
+        Assert.Equal(1, await fixture.CountAsync($"SELECT count(*) FROM compliance.events WHERE stream_id = 'report-a-newer-{twoDaysAgo}'"));
+    }
+}
