@@ -258,7 +258,15 @@ public sealed class EventStore : IAsyncDisposable
     {
         var type = reader.GetString(5);
         var json = reader.GetString(6);
-        object data = Types.IsRegistered(type) ? Types.Deserialize(type, metadata.SchemaVersion, json) : JsonDocument.Parse(json).RootElement.Clone();
+        object data;
+        try
+        {
+            data = Types.IsRegistered(type) ? Types.Deserialize(type, metadata.SchemaVersion, json) : JsonDocument.Parse(json).RootElement.Clone();
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or NotSupportedException)
+        {
+            throw new UnreadableEventException(reader.GetInt64(0), reader.GetString(3), type, e);
+        }
         return new StoredEvent(
             reader.GetInt64(0), ulong.Parse(reader.GetString(1), System.Globalization.CultureInfo.InvariantCulture), reader.GetGuid(2),
             reader.GetString(3), reader.GetInt64(4), type, data, metadata, reader.GetFieldValue<DateTimeOffset>(8), reader.GetFieldValue<byte[]>(9));

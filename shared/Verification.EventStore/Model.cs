@@ -61,6 +61,18 @@ public sealed class StreamArchivedException(string streamId) : Exception($"Strea
 }
 
 /// <summary>
+/// An event this code cannot read: a newer schema version than it knows (written by a newer instance during a rolling
+/// deployment), no upcaster from an older one, or JSON that no longer fits its type.
+/// </summary>
+public sealed class UnreadableEventException(long position, string streamId, string eventType, Exception inner)
+    : InvalidOperationException($"event {position} ({eventType} of {streamId}) cannot be read: {inner.Message}", inner)
+{
+    public long Position { get; } = position;
+    public string StreamId { get; } = streamId;
+    public string EventType { get; } = eventType;
+}
+
+/// <summary>
 /// Tells a failure that is everyone's (the database gone, busy or timed out, the caller stopping: try the whole pass
 /// again) from one that is a single item's own (a projection's code, an event or message this code cannot read, a
 /// stream that refuses the append): workers set that item aside and go on with the rest.

@@ -104,9 +104,9 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             if (applied > 0) (retry.OneByOne, retry.Attempts) = (Math.Max(0, retry.OneByOne - applied), 0);
             return (applied > 0, rebuilding);
         }
-        catch (ApplyFailed failed) when (failed.Events.Count > 1)
+        catch (ApplyFailed failed) when (failed.Attempted > 1)
         {
-            retry.OneByOne = failed.Events.Count;
+            retry.OneByOne = failed.Attempted;
             return (true, true);
         }
         catch (ApplyFailed failed)
@@ -114,26 +114,33 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             retry.Attempts++;
             var delay = store.Options.PollInterval * Math.Min(60, 1 << Math.Min(retry.Attempts - 1, 6));
             retry.DueAt = Environment.TickCount64 + (long)delay.TotalMilliseconds;
-            var culprit = failed.Events[0];
             await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
             await using var record = new NpgsqlCommand(
                 $"UPDATE {store.Schema}.projections SET failure = @failure, failed_position = @position, failing_since = coalesce(failing_since, now()), " +
                 "attempts = attempts + 1 WHERE name = @name AND generation = @generation", connection);
             record.Parameters.AddWithValue("failure", Storable.Error(failed.InnerException!));
-            record.Parameters.AddWithValue("position", culprit.Position);
+            record.Parameters.AddWithValue("position", failed.Position);
             record.Parameters.AddWithValue("name", projection.Name);
             record.Parameters.AddWithValue("generation", failed.Generation);
             await record.ExecuteNonQueryAsync(cancellationToken);
-            LogApplyFailed(logger, failed.InnerException!, projection.Name, failed.Generation, culprit.Position, culprit.Type, culprit.StreamId, retry.Attempts, delay);
+            LogApplyFailed(logger, failed.InnerException!, projection.Name, failed.Generation, failed.Position, failed.EventType, failed.StreamId, retry.Attempts, delay);
             return (false, true);
         }
     }
 
-    /// <summary>A projection threw applying <see cref="Events"/> (rolled back). Its own code, or what it wrote; not a connection lost.</summary>
-    private sealed class ApplyFailed(int generation, IReadOnlyList<StoredEvent> events, Exception inner) : Exception("the projection threw", inner)
+    /// <summary>
+    /// A step of <paramref name="attempted"/> events failed on their account (rolled back): the projection threw (its own
+    /// code, or what it wrote; not a connection lost), or one of them could not be read. With one attempted, the event
+    /// named is the culprit; with more, the step is taken again one event at a time to find it.
+    /// </summary>
+    private sealed class ApplyFailed(int generation, int attempted, long position, string streamId, string eventType, Exception inner)
+        : Exception("a projection step failed", inner)
     {
         public int Generation => generation;
-        public IReadOnlyList<StoredEvent> Events => events;
+        public int Attempted => attempted;
+        public long Position => position;
+        public string StreamId => streamId;
+        public string EventType => eventType;
     }
 
     /// <summary>
@@ -162,7 +169,16 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             checkpoint = new LogPosition(ulong.Parse(reader.GetString(1), CultureInfo.InvariantCulture), reader.GetInt64(2));
             rebuilding = reader.GetBoolean(3);
         }
-        var events = await store.ReadAllAsync(connection, checkpoint, limit ?? (live ? store.Options.DaemonBatchSize : store.Options.RebuildBatchSize), cancellationToken);
+        var page = limit ?? (live ? store.Options.DaemonBatchSize : store.Options.RebuildBatchSize);
+        IReadOnlyList<StoredEvent> events;
+        try
+        {
+            events = await store.ReadAllAsync(connection, checkpoint, page, cancellationToken);
+        }
+        catch (UnreadableEventException e)
+        {
+            throw new ApplyFailed(generation, page, e.Position, e.StreamId, e.EventType, e);
+        }
         if (events.Count == 0) return (0, rebuilding);
         try
         {
@@ -171,7 +187,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
         // A connection lost or a deadlock is not the events' doing: the run starts again as after any other failure.
         catch (Exception e) when (!Failures.IsTransient(e))
         {
-            throw new ApplyFailed(generation, events, e);
+            throw new ApplyFailed(generation, events.Count, events[0].Position, events[0].StreamId, events[0].Type, e);
         }
         var last = events[^1];
         await using (var save = new NpgsqlCommand(

@@ -464,8 +464,10 @@ public sealed class AppendingTests(StoreFixture fixture) : IClassFixture<StoreFi
         await reader.AppendAsync(id, "incident", 2, [new Revised(id, 6), new NotedV2(id, "Kherson", 6, 8), new Revised(id, 7)]);
         Assert.Equal([1, 2, 1, 2, 1], (await reader.ReadStreamAsync(id)).Select(e => e.Metadata.SchemaVersion));
         Assert.True((await reader.VerifyHashChainAsync()).Valid);
-        // Old code refuses what it cannot understand rather than misreading it.
-        await Assert.ThrowsAsync<InvalidOperationException>(() => v1.ReadStreamAsync(id));
+        // Old code refuses what it cannot understand rather than misreading it, and names the event.
+        var refused = await Assert.ThrowsAsync<UnreadableEventException>(() => v1.ReadStreamAsync(id));
+        Assert.Equal((id, "noted", stored[1].Position), (refused.StreamId, refused.EventType, refused.Position));
+        Assert.Contains("written at schema version 2; this code knows up to 1", refused.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -364,6 +364,38 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         Assert.Equal(0, await fixture.ScalarAsync("SELECT count(*) FROM es_poison.documents WHERE generation < 0"));
     }
 
+    [Fact]
+    public async Task An_event_written_by_newer_code_stops_the_projections_before_it_until_code_that_reads_it_runs()
+    {
+        var store = await StoreAsync("es_newer", batchSize: 10);
+        for (var i = 0; i < 15; i++) await store.AppendAsync($"n{i % 4}", "incident", null, [new Noted($"n{i % 4}", "north", 1)]);
+        // A newer instance (a rolling deployment) writes a note at schema version 2, which this code does not know.
+        var newerOptions = StoreFixture.Options("es_newer");
+        newerOptions.InlineProjections.Clear();
+        newerOptions.Types.Register<Noted>("noted", version: 2);
+        var newer = new EventStore(fixture.DataSource, newerOptions);
+        var written = (await newer.AppendAsync("n9", "incident", null, [new Noted("n9", "north", 5)])).Positions.Single();
+        for (var i = 0; i < 5; i++) await store.AppendAsync($"n{i % 4}", "incident", null, [new Revised($"n{i % 4}", 2)]);
+        var daemon = new ProjectionDaemon(store, NullLogger<ProjectionDaemon>.Instance);
+        await daemon.StartAsync(CancellationToken.None);
+
+        foreach (var projection in new[] { "stream_check", "region_tally" })
+        {
+            await Eventually.True(async () => (await store.ProjectionStatusAsync(projection)) is [{ Processed: 15, Failure: { } failure }] && failure.Position == written,
+                TimeSpan.FromSeconds(30), $"{projection} to stop before the event it cannot read");
+            var failure = (await store.ProjectionStatusAsync(projection)).Single().Failure!;
+            Assert.Equal(("n9", "noted"), (failure.StreamId, failure.EventType));
+            Assert.Contains("schema version 2", failure.Error, StringComparison.Ordinal);
+        }
+
+        // This instance gets the newer code: it knows version 2, and how to bring version 1 up to it.
+        store.Types.Register<Noted>("noted", version: 2).Upcast("noted", 1, note => note);
+        await WaitCaughtUpAsync(store, 21, TimeSpan.FromSeconds(30));
+        await daemon.StopAsync(CancellationToken.None);
+        foreach (var projection in store.Options.AsyncProjections) Assert.Null((await store.ProjectionStatusAsync(projection.Name)).Single().Failure);
+        await AssertExactlyOnceAsync(store, 21);
+    }
+
     /// <summary>
     /// The store's gauges as an exporter reads them, just sampled, for this store's schema: "unsent", and "lag/{projection}/{generation}"
     /// and "failing/{projection}/{generation}".
