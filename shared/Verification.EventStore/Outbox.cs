@@ -68,7 +68,8 @@ public sealed partial class OutboxRelay(EventStore store, IServiceScopeFactory s
     internal static Activity? StartPublishActivity(string? traceparent, string messageType) =>
         Source.StartActivity("outbox publish " + messageType, ActivityKind.Internal, traceparent ?? default(string));
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Outbox message at {Position} ({MessageType}) cannot be read; its stream waits behind it and it is tried again later")]
+    [LoggerMessage(Level = LogLevel.Error,
+        Message = "Outbox message at {Position} ({MessageType}) cannot be read; its stream waits behind it and it is tried again later")]
     private static partial void LogUnreadable(ILogger logger, Exception exception, long position, string messageType);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Outbox relay failed; retrying")]
@@ -80,7 +81,8 @@ public sealed partial class OutboxRelay(EventStore store, IServiceScopeFactory s
 /// the other streams go on, and it is tried again later (deploy code that knows its type, or an upcaster).
 /// </summary>
 public sealed class OutboxMessageUnreadableException(long position, Guid messageId, string? streamId, string messageType, Exception inner)
-    : Exception($"outbox message {messageId} at {position} ({messageType}{(streamId is null ? "" : $" of {streamId}")}) cannot be read, so its stream waits: {inner.Message}", inner)
+    : Exception($"outbox message {messageId} at {position} ({messageType}{(streamId is null ? "" : $" of {streamId}")}) cannot be read, " +
+        $"so its stream waits: {inner.Message}", inner)
 {
     public long Position => position;
     public string MessageType => messageType;

@@ -123,7 +123,8 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
             record.Parameters.AddWithValue("name", projection.Name);
             record.Parameters.AddWithValue("generation", failed.Generation);
             await record.ExecuteNonQueryAsync(cancellationToken);
-            LogApplyFailed(logger, failed.InnerException!, projection.Name, failed.Generation, failed.Position, failed.EventType, failed.StreamId, retry.Attempts, delay);
+            LogApplyFailed(logger, failed.InnerException!, projection.Name, failed.Generation, failed.Position, failed.EventType, failed.StreamId,
+                retry.Attempts, delay);
             return (false, true);
         }
     }

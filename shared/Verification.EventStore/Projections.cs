@@ -29,8 +29,10 @@ public static class Projections
     {
         var head = await store.HeadAsync(cancellationToken);
         await using var command = store.DataSource.CreateCommand(
-            $"SELECT p.generation, p.live, p.last_xid::text, p.last_position, p.processed, p.failure, p.failed_position, e.stream_id, e.type, p.failing_since, p.attempts " +
-            $"FROM {store.Schema}.projections p LEFT JOIN {store.Schema}.events e ON e.position = p.failed_position WHERE p.name = @name ORDER BY p.generation");
+            "SELECT p.generation, p.live, p.last_xid::text, p.last_position, p.processed, " +
+            "p.failure, p.failed_position, e.stream_id, e.type, p.failing_since, p.attempts " +
+            $"FROM {store.Schema}.projections p LEFT JOIN {store.Schema}.events e ON e.position = p.failed_position " +
+            "WHERE p.name = @name ORDER BY p.generation");
         command.Parameters.AddWithValue("name", projection);
         var inline = store.Options.InlineProjections.Any(p => p.Name == projection);
         var status = new List<ProjectionStatus>();
@@ -41,7 +43,8 @@ public static class Projections
             // An inline projection's live generation is written with the events; its stored checkpoint is where its last rebuild ended.
             var checkpoint = inline && live ? head : new LogPosition(ulong.Parse(reader.GetString(2), CultureInfo.InvariantCulture), reader.GetInt64(3));
             var failure = reader.IsDBNull(5) ? null : new ProjectionFailure(reader.GetString(5), reader.GetInt64(6),
-                reader.IsDBNull(7) ? null : reader.GetString(7), reader.IsDBNull(8) ? null : reader.GetString(8), reader.GetFieldValue<DateTimeOffset>(9), reader.GetInt32(10));
+                reader.IsDBNull(7) ? null : reader.GetString(7), reader.IsDBNull(8) ? null : reader.GetString(8),
+                reader.GetFieldValue<DateTimeOffset>(9), reader.GetInt32(10));
             status.Add(new ProjectionStatus(projection, reader.GetInt32(0), live, checkpoint, reader.GetInt64(4), head, inline, failure));
         }
         return status;

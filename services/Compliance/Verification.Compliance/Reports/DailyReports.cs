@@ -173,7 +173,8 @@ public sealed partial class DailyReportWorker([FromKeyedServices(ComplianceModul
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Daily reports of agreement {AgreementId} could not be issued; the other agreements' are, and it is tried again at the next check")]
+    [LoggerMessage(Level = LogLevel.Error,
+        Message = "Daily reports of agreement {AgreementId} could not be issued; the other agreements' are, and it is tried again at the next check")]
     private static partial void LogAgreementFailed(ILogger logger, Exception exception, string agreementId);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Daily report worker failed; trying again at the next check")]

@@ -94,7 +94,8 @@ public sealed partial class DeadlineWorker([FromKeyedServices(HotlineModule.Name
         return true;
     }
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "Alert {AlertId}: its missed deadline could not be recorded (attempt {Attempts}); the other alerts go on, it is tried again in {Delay}")]
+    [LoggerMessage(Level = LogLevel.Error,
+        Message = "Alert {AlertId}: its missed deadline could not be recorded (attempt {Attempts}); the other alerts go on, it is tried again in {Delay}")]
     private static partial void LogSetAside(ILogger logger, Exception exception, string alertId, int attempts, TimeSpan delay);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Hotline deadline worker failed; retrying")]
