@@ -86,4 +86,7 @@ public static class Failures
         Npgsql.NpgsqlException => true,
         _ => false,
     };
+
+    /// <summary>How long an item set aside waits before its next attempt: the interval, doubling, at most sixty of them.</summary>
+    public static TimeSpan RetryDelay(TimeSpan interval, int attempts) => interval * Math.Min(60, 1 << Math.Clamp(attempts - 1, 0, 6));
 }

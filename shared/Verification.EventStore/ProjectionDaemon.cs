@@ -112,7 +112,7 @@ public sealed partial class ProjectionDaemon(EventStore store, ILogger<Projectio
         catch (ApplyFailed failed)
         {
             retry.Attempts++;
-            var delay = store.Options.PollInterval * Math.Min(60, 1 << Math.Min(retry.Attempts - 1, 6));
+            var delay = Failures.RetryDelay(store.Options.PollInterval, retry.Attempts);
             retry.DueAt = Environment.TickCount64 + (long)delay.TotalMilliseconds;
             await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
             await using var record = new NpgsqlCommand(

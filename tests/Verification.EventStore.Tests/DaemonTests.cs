@@ -315,7 +315,7 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         var poison = (await store.AppendAsync("p9", "incident", null, [new Noted("p9", "poison", 7)])).Positions.Single();
         for (var i = 0; i < 20; i++) await store.AppendAsync($"p{i % 5}", "incident", null, [new Noted($"p{i % 5}", $"region-{i % 3}", i)]);
         var newest = (await store.HeadAsync(settledOnly: false)).Position;
-        var before = await GaugesAsync(store);
+        var before = await StoreFixture.GaugesAsync(store);
         Assert.Equal((newest, 0), (before["lag/fragile_tally/1"], before["failing/fragile_tally/1"]));
         var daemon = new ProjectionDaemon(store, NullLogger<ProjectionDaemon>.Instance);
         await daemon.StartAsync(CancellationToken.None);
@@ -338,7 +338,7 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         }
 
         // An operator's alert: the gauges say it is stopped and how far behind, and that the others are not.
-        var stoppedGauges = await GaugesAsync(store);
+        var stoppedGauges = await StoreFixture.GaugesAsync(store);
         Assert.Equal((1, newest - stopped.Checkpoint.Position), (stoppedGauges["failing/fragile_tally/1"], stoppedGauges["lag/fragile_tally/1"]));
         Assert.Equal((0, 0), (stoppedGauges["failing/region_tally/1"], stoppedGauges["lag/region_tally/1"]));
 
@@ -354,7 +354,7 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         var steady = await DocumentsAsync(store, "region_tally");
         Assert.Equal(steady.OrderBy(d => d.Key), fragileDocuments.OrderBy(d => d.Key));
         Assert.Equal(new RegionTally("poison", 1, 7), JsonSerializer.Deserialize<RegionTally>(fragileDocuments["poison"], EventTypes.Json));
-        var after = await GaugesAsync(store);
+        var after = await StoreFixture.GaugesAsync(store);
         Assert.Equal((0, 0), (after["failing/fragile_tally/1"], after["lag/fragile_tally/1"]));
 
         // The fault back, a rebuild-and-compare now reaches it: it fails with it and leaves no scratch documents behind.
@@ -394,33 +394,6 @@ public sealed class DaemonTests(StoreFixture fixture) : IClassFixture<StoreFixtu
         await daemon.StopAsync(CancellationToken.None);
         foreach (var projection in store.Options.AsyncProjections) Assert.Null((await store.ProjectionStatusAsync(projection.Name)).Single().Failure);
         await AssertExactlyOnceAsync(store, 21);
-    }
-
-    /// <summary>
-    /// The store's gauges as an exporter reads them, just sampled, for this store's schema: "unsent", and "lag/{projection}/{generation}"
-    /// and "failing/{projection}/{generation}".
-    /// </summary>
-    internal static async Task<Dictionary<string, long>> GaugesAsync(EventStore store)
-    {
-        await new StoreMetrics(store).SampleAsync(CancellationToken.None);
-        var values = new Dictionary<string, long>();
-        using var listener = new System.Diagnostics.Metrics.MeterListener();
-        listener.InstrumentPublished = (instrument, l) =>
-        {
-            if (instrument.Meter.Name == StoreMetrics.MeterName) l.EnableMeasurementEvents(instrument);
-        };
-        void Record(System.Diagnostics.Metrics.Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
-        {
-            var tag = new Dictionary<string, object?>(tags.ToArray());
-            if ((string?)tag["schema"] != store.Schema) return;
-            var name = instrument.Name["verification.eventstore.".Length..].Replace("projection.", "", StringComparison.Ordinal).Replace("outbox.", "", StringComparison.Ordinal);
-            values[tag.TryGetValue("projection", out var projection) ? $"{name}/{projection}/{tag["generation"]}" : name] = value;
-        }
-        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Record(instrument, value, tags));
-        listener.SetMeasurementEventCallback<int>((instrument, value, tags, _) => Record(instrument, value, tags));
-        listener.Start();
-        listener.RecordObservableInstruments();
-        return values;
     }
 
     private static async Task<Dictionary<string, string>> DocumentsAsync(EventStore store, string projection)

@@ -48,7 +48,7 @@ public sealed class OutboxTests(OutboxServers servers) : IClassFixture<OutboxSer
         for (var i = 0; i < 12; i++)
             await writer.OpenSession().Append($"free-{i}", "incident", 0, new Noted($"free-{i}", "north", 1)).Publish(new IncidentNotedMessage($"free-{i}"), $"free-{i}").SaveChangesAsync();
 
-        Assert.Equal(15, (await DaemonTests.GaugesAsync(relay))["unsent"]);
+        Assert.Equal(15, (await StoreFixture.GaugesAsync(relay))["unsent"]);
         var published = new System.Collections.Concurrent.ConcurrentQueue<string>();
         Task Publish(object message, Guid id, Guid? correlation, CancellationToken ct)
         {
@@ -76,7 +76,7 @@ public sealed class OutboxTests(OutboxServers servers) : IClassFixture<OutboxSer
         }, TimeSpan.FromSeconds(30), "the held stream to go out once its message can be read");
         Assert.Equal(["held-2", "held-3"], published.Skip(13).ToArray());
         Assert.Equal(15, published.Count);
-        Assert.Equal(0, (await DaemonTests.GaugesAsync(relay))["unsent"]);
+        Assert.Equal(0, (await StoreFixture.GaugesAsync(relay))["unsent"]);
     }
 
     [Fact]

@@ -52,6 +52,33 @@ public class StoreFixture : PostgresDatabaseFixture
         await base.DisposeAsync();
     }
 
+    /// <summary>
+    /// The store's gauges as an exporter reads them, just sampled, for this store's schema: "unsent", and "lag/{projection}/{generation}"
+    /// and "failing/{projection}/{generation}".
+    /// </summary>
+    public static async Task<Dictionary<string, long>> GaugesAsync(EventStore store)
+    {
+        await new StoreMetrics(store).SampleAsync(CancellationToken.None);
+        var values = new Dictionary<string, long>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == StoreMetrics.MeterName) l.EnableMeasurementEvents(instrument);
+        };
+        void Record(System.Diagnostics.Metrics.Instrument instrument, long value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        {
+            var tag = new Dictionary<string, object?>(tags.ToArray());
+            if ((string?)tag["schema"] != store.Schema) return;
+            var name = instrument.Name["verification.eventstore.".Length..].Replace("projection.", "", StringComparison.Ordinal).Replace("outbox.", "", StringComparison.Ordinal);
+            values[tag.TryGetValue("projection", out var projection) ? $"{name}/{projection}/{tag["generation"]}" : name] = value;
+        }
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Record(instrument, value, tags));
+        listener.SetMeasurementEventCallback<int>((instrument, value, tags, _) => Record(instrument, value, tags));
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return values;
+    }
+
     public async Task<long> ScalarAsync(string sql)
     {
         await using var command = DataSource.CreateCommand(sql);

@@ -72,7 +72,7 @@ public sealed partial class DeadlineWorker([FromKeyedServices(HotlineModule.Name
             catch (Exception e) when (!Failures.IsTransient(e))
             {
                 var attempts = _setAside.TryGetValue(candidate.Id, out var before) ? before.Attempts + 1 : 1;
-                var delay = rules.WorkerInterval * Math.Min(60, 1 << Math.Min(attempts - 1, 6));
+                var delay = Failures.RetryDelay(rules.WorkerInterval, attempts);
                 _setAside[candidate.Id] = (attempts, now + delay);
                 LogSetAside(logger, e, candidate.Id, attempts, delay);
             }
