@@ -72,6 +72,45 @@ public sealed class BusRecoveryTests : IClassFixture<PostgresDatabaseFixture>
         }
     }
 
+    [Fact]
+    public async Task A_queue_left_without_its_consumer_while_the_bus_says_healthy_stops_the_service_with_exit_code_75()
+    {
+        var server = await RabbitMqServer.GetAsync();
+        var vhost = server.CreateVirtualHost("bus-unconsumed");
+        try
+        {
+            await using var host = await SmokeHost.StartAsync(vhost, _postgres.ConnectionString,
+                settings: new Dictionary<string, string?> { ["Bus:StuckAfter"] = "00:00:06" });
+            var watchdog = host.Services.GetRequiredService<BusWatchdog>();
+            var bus = host.Services.GetRequiredService<IBusControl>();
+            var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+            await PingAsync(host, "before");
+
+            // Healthy and consuming for longer than StuckAfter: no false alarm (a bounded wait for what must not happen).
+            await Task.Delay(TimeSpan.FromSeconds(8));
+            Assert.False(lifetime.ApplicationStopping.IsCancellationRequested, "the service stopped while its bus consumed");
+
+            // The broker drops the consumer and the client is not told: MassTransit still reports healthy.
+            Assert.Equal(1, server.CancelConsumersBehindClientsBack(vhost, "smoke-pinged"));
+            Assert.Equal(BusHealthStatus.Healthy, bus.CheckHealth().Status);
+            try
+            {
+                await Eventually.True(() => Task.FromResult(lifetime.ApplicationStopping.IsCancellationRequested), TimeSpan.FromSeconds(60),
+                    "the watchdog to stop the service whose queue has no consumer");
+                Assert.True(watchdog.Stuck);
+                Assert.Equal(BusWatchdog.ExitCode, Environment.ExitCode);
+            }
+            finally
+            {
+                Environment.ExitCode = 0;   // this is the test host's process
+            }
+        }
+        finally
+        {
+            server.DeleteVirtualHost(vhost);
+        }
+    }
+
     private static async Task PingAsync(SmokeHost host, string text)
     {
         // A publish cut off by the broker going away is tried again, as a client of the API would; one accepted is
