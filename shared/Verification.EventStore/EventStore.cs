@@ -265,7 +265,8 @@ public sealed class EventStore : IAsyncDisposable
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or NotSupportedException)
         {
-            throw new UnreadableEventException(reader.GetInt64(0), reader.GetString(3), type, e);
+            throw new UnreadableEventException(new LogPosition(ulong.Parse(reader.GetString(1), System.Globalization.CultureInfo.InvariantCulture), reader.GetInt64(0)),
+                reader.GetString(3), type, e);
         }
         return new StoredEvent(
             reader.GetInt64(0), ulong.Parse(reader.GetString(1), System.Globalization.CultureInfo.InvariantCulture), reader.GetGuid(2),

@@ -64,9 +64,24 @@ public sealed class StreamArchivedException(string streamId) : Exception($"Strea
 /// An event this code cannot read: a newer schema version than it knows (written by a newer instance during a rolling
 /// deployment), no upcaster from an older one, or JSON that no longer fits its type.
 /// </summary>
-public sealed class UnreadableEventException(long position, string streamId, string eventType, Exception inner)
-    : InvalidOperationException($"event {position} ({eventType} of {streamId}) cannot be read: {inner.Message}", inner)
+public sealed class UnreadableEventException(LogPosition at, string streamId, string eventType, Exception inner)
+    : InvalidOperationException($"event {at.Position} ({eventType} of {streamId}) cannot be read: {inner.Message}", inner)
 {
+    /// <summary>Where it stands in commit order: a reader that may pass over it (a live feed, not a projection) resumes after it.</summary>
+    public LogPosition At { get; } = at;
+    public long Position => At.Position;
+    public string StreamId { get; } = streamId;
+    public string EventType { get; } = eventType;
+}
+
+/// <summary>
+/// A rebuild-and-compare could not get past an event: the projection throws on it, or this code cannot read it. The
+/// scratch documents are gone; the live projection, if it has met the event, shows the same in its status.
+/// </summary>
+public sealed class RebuildFailedException(string projection, long position, string streamId, string eventType, Exception inner)
+    : InvalidOperationException($"projection {projection} cannot be rebuilt past event {position} ({eventType} of {streamId}): {inner.Message}", inner)
+{
+    public string Projection { get; } = projection;
     public long Position { get; } = position;
     public string StreamId { get; } = streamId;
     public string EventType { get; } = eventType;

@@ -75,15 +75,23 @@ public static class Projections
         {
             while (true)
             {
-                var page = (await store.ReadAllAsync(connection, position, store.Options.DaemonBatchSize, cancellationToken))
-                    .Where(e => (e.TransactionId, e.Position).CompareTo((until.TransactionId, until.Position)) <= 0).ToList();
+                List<StoredEvent> page;
+                try
+                {
+                    page = (await store.ReadAllAsync(connection, position, store.Options.DaemonBatchSize, cancellationToken))
+                        .Where(e => (e.TransactionId, e.Position).CompareTo((until.TransactionId, until.Position)) <= 0).ToList();
+                }
+                catch (UnreadableEventException e)
+                {
+                    throw new RebuildFailedException(projection.Name, e.Position, e.StreamId, e.EventType, e);
+                }
                 if (page.Count == 0)
                 {
                     if (position.CompareTo(until) >= 0) break;
                     await Task.Delay(50, cancellationToken);
                     continue;
                 }
-                await projection.ApplyAsync(page, new ProjectionWrite(connection, null, store.Schema, scratch), cancellationToken);
+                await ApplyNamingCulpritAsync(connection, store.Schema, projection, page, scratch, cancellationToken);
                 position = new LogPosition(page[^1].TransactionId, page[^1].Position);
             }
         }
@@ -112,6 +120,33 @@ public static class Projections
         }
         await DeleteGenerationAsync(connection, store.Schema, projection.Name, scratch, cancellationToken);
         return differences;
+    }
+
+    /// <summary>
+    /// A page in a transaction; one the projection throws on is rolled back and taken again one event at a time, so the
+    /// failure names the event (as the daemon's status does), not just the page.
+    /// </summary>
+    private static async Task ApplyNamingCulpritAsync(NpgsqlConnection connection, string schema, Projection projection, List<StoredEvent> page,
+        int generation, CancellationToken cancellationToken)
+    {
+        for (int from = 0, size = page.Count; from < page.Count;)
+        {
+            var part = page.GetRange(from, Math.Min(size, page.Count - from));
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+            try
+            {
+                await projection.ApplyAsync(part, new ProjectionWrite(connection, transaction, schema, generation), cancellationToken);
+            }
+            catch (Exception e) when (!Failures.IsTransient(e))
+            {
+                await transaction.RollbackAsync(CancellationToken.None);
+                if (part.Count == 1) throw new RebuildFailedException(projection.Name, part[0].Position, part[0].StreamId, part[0].Type, e);
+                size = 1;
+                continue;
+            }
+            await transaction.CommitAsync(cancellationToken);
+            from += part.Count;
+        }
     }
 
     private static async Task DeleteGenerationAsync(NpgsqlConnection connection, string schema, string name, int generation, CancellationToken cancellationToken)

@@ -32,6 +32,7 @@ internal sealed partial class ProblemExceptionHandler(IProblemDetailsService pro
             BadHttpRequestException bad => (bad.StatusCode, bad.StatusCode == 413 ? "The request body is too large" : "The request is not valid", bad.Message),
             ConcurrencyException conflict => (409, "The stream was changed by someone else", conflict.Message),
             StreamArchivedException archived => (409, "The stream is archived", archived.Message),
+            RebuildFailedException rebuild => (409, "The projection cannot be rebuilt", rebuild.Message),
             UnstorableTextException text => (400, Unstorable, text.Message),
             // A NUL in a value a query compares with (an id in the path, a filter): PostgreSQL refuses it before looking.
             PostgresException { SqlState: PostgresErrorCodes.CharacterNotInRepertoire or PostgresErrorCodes.UntranslatableCharacter } =>

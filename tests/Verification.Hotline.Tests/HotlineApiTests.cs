@@ -223,6 +223,26 @@ public sealed class HotlineApiTests(HotlineServers servers) : IClassFixture<Hotl
     }
 
     [Fact]
+    public async Task An_event_this_replica_cannot_read_is_passed_over_by_its_feed_and_later_alerts_still_arrive()
+    {
+        using var ruFeed = await OpenFeedAsync("RU");
+        // A newer replica (a rolling deployment) writes a channel change at a schema version this code does not know.
+        var running = Hotline.Services.GetRequiredKeyedService<Verification.EventStore.EventStore>(HotlineModule.Name);
+        var newerOptions = new Verification.EventStore.EventStoreOptions { Schema = running.Schema };
+        newerOptions.Types.Register<Verification.Hotline.Domain.ChannelStatusChanged>("channel_status_changed", version: 2);
+        var newer = new Verification.EventStore.EventStore(running.DataSource, newerOptions);
+        await newer.AppendAsync("channel-newer", "channel", null,
+            [new Verification.Hotline.Domain.ChannelStatusChanged("ZZ", Verification.Hotline.Domain.ChannelStatus.Active, null, "tester", DateTimeOffset.UtcNow)]);
+        await Assert.ThrowsAsync<Verification.EventStore.UnreadableEventException>(() => running.ReadStreamAsync("channel-newer"));
+
+        // An alert raised after it on another replica reaches this replica's officers through the log's tail. (Only the
+        // tail reads the whole log here, so the event stays for the other tests: their replicas' tails start after it.)
+        await using var other = await servers.StartHotlineAsync();
+        var id = await SendPreNotificationAsync(other, 50.45, 30.52, "Kyiv", TimeSpan.FromHours(2), "Water main repair");
+        Assert.Contains("\"status\":\"open\"", await ReadEventAboutAsync(ruFeed, id), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_pre_notification_is_acknowledged_by_the_other_party_and_the_window_is_published()
     {
         var id = await SendPreNotificationAsync(Hotline, 47.51, 34.58, "Zaporizhzhia", TimeSpan.FromHours(6), "Repair of the 750 kV line");

@@ -153,6 +153,7 @@ public sealed class ServiceDefaultsTests(SmokeServers servers) : IClassFixture<S
     [Theory]
     [InlineData("conflict", "The stream was changed by someone else")]
     [InlineData("archived", "The stream is archived")]
+    [InlineData("rebuild", "The projection cannot be rebuilt")]
     public async Task Store_refusals_are_409_ProblemDetails(string kind, string title)
     {
         using var response = await Host.Client.SendAsync(Host.Post($"/store-refusals/{kind}", "{}", Roles.Monitor));

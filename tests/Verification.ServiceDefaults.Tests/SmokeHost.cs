@@ -94,9 +94,12 @@ public sealed class SmokeHost : IAsyncDisposable
             return TypedResults.Accepted($"/pings/{id}", new { id, traceId = Activity.Current?.TraceId.ToString() });
         }).RequireAuthorization(Roles.Monitor);
         // What a use case's append can throw, for the problem mapping.
-        app.MapPost("/store-refusals/{kind}", IResult (string kind) => kind == "archived"
-            ? throw new Verification.EventStore.StreamArchivedException("inc-1")
-            : throw new Verification.EventStore.ConcurrencyException("inc-1", 1, 2)).RequireAuthorization(Roles.Monitor);
+        app.MapPost("/store-refusals/{kind}", IResult (string kind) => kind switch
+        {
+            "archived" => throw new Verification.EventStore.StreamArchivedException("inc-1"),
+            "rebuild" => throw new Verification.EventStore.RebuildFailedException("tally", 31, "inc-1", "noted", new InvalidOperationException("cannot tally")),
+            _ => throw new Verification.EventStore.ConcurrencyException("inc-1", 1, 2),
+        }).RequireAuthorization(Roles.Monitor);
         app.MapPost("/failures", IResult () => throw new InvalidOperationException("a fault no handler expected")).RequireAuthorization(Roles.Monitor);
         await app.StartAsync();
         return new SmokeHost(app, activities);

@@ -172,13 +172,31 @@ public sealed partial class AlertFeedTail([FromKeyedServices(HotlineModule.Name)
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         LogPosition? position = null;
+        // An event this code cannot read (a newer replica's, in a rolling deployment): the tail reads up to it one event at
+        // a time, then passes over it. A push is not a projection: GET /alerts lists that alert from the view its writer kept.
+        LogPosition? unreadable = null;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
                 position ??= await store.HeadAsync(stoppingToken);   // live only: what committed before start is in GET /alerts
                 var wake = store.NextCommit;
-                var page = await store.ReadAllAsync(position.Value, 500, stoppingToken);
+                IReadOnlyList<StoredEvent> page;
+                try
+                {
+                    page = await store.ReadAllAsync(position.Value, unreadable?.CompareTo(position.Value) > 0 ? 1 : 500, stoppingToken);
+                }
+                catch (UnreadableEventException e) when (e.At.CompareTo(position.Value) > 0)
+                {
+                    if (unreadable != e.At)
+                    {
+                        unreadable = e.At;
+                        continue;
+                    }
+                    LogPassedOver(logger, e.Position, e.EventType, e.StreamId, e.InnerException?.Message);
+                    position = e.At;
+                    continue;
+                }
                 if (page.Count == 0)
                 {
                     try { await wake.WaitAsync(store.Options.PollInterval, stoppingToken); }
@@ -190,8 +208,15 @@ public sealed partial class AlertFeedTail([FromKeyedServices(HotlineModule.Name)
                 {
                     // Written by this replica, which sent it at once: nothing to read.
                     if (feed.SentVersion(newest.StreamId) >= newest.Version) continue;
-                    var (alert, version) = await store.AggregateAsync<Alert>(newest.StreamId, Alert.Evolve, toVersion: newest.Version, cancellationToken: stoppingToken);
-                    if (alert is not null) feed.Publish(alert, version);
+                    try
+                    {
+                        var (alert, version) = await store.AggregateAsync<Alert>(newest.StreamId, Alert.Evolve, toVersion: newest.Version, cancellationToken: stoppingToken);
+                        if (alert is not null) feed.Publish(alert, version);
+                    }
+                    catch (UnreadableEventException e)
+                    {
+                        LogPassedOver(logger, e.Position, e.EventType, e.StreamId, e.InnerException?.Message);   // that alert alone
+                    }
                 }
                 position = new LogPosition(page[^1].TransactionId, page[^1].Position);
                 // This replica's own alerts went out already; others' may wait a moment: one read per interval, not per commit.
@@ -208,6 +233,10 @@ public sealed partial class AlertFeedTail([FromKeyedServices(HotlineModule.Name)
             }
         }
     }
+
+    [LoggerMessage(Level = LogLevel.Warning,
+        Message = "The alert feed passes over event {Position} ({EventType} of {StreamId}), which this code cannot read ({Reason}); officers still find it in GET /alerts")]
+    private static partial void LogPassedOver(ILogger logger, long position, string eventType, string streamId, string? reason);
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "The alert feed could not read the log; retrying")]
     private static partial void LogFailed(ILogger logger, Exception exception);
