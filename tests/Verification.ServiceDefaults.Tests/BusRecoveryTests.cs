@@ -59,17 +59,7 @@ public sealed class BusRecoveryTests : IClassFixture<PostgresDatabaseFixture>
         await broker.StartAppAsync();
         var refused = await Record.ExceptionAsync(() => starting);
         Assert.True(refused is null or InvalidOperationException, $"the restart failed otherwise: {refused}");
-        try
-        {
-            await Eventually.True(() => Task.FromResult(lifetime.ApplicationStopping.IsCancellationRequested), TimeSpan.FromSeconds(60),
-                "the watchdog to stop the service whose bus is stuck");
-            Assert.True(watchdog.Stuck);
-            Assert.Equal(BusWatchdog.ExitCode, Environment.ExitCode);
-        }
-        finally
-        {
-            Environment.ExitCode = 0;   // this is the test host's process
-        }
+        await AssertStoppedAsStuckAsync(lifetime, watchdog, "the watchdog to stop the service whose bus is stuck");
     }
 
     [Fact]
@@ -93,21 +83,25 @@ public sealed class BusRecoveryTests : IClassFixture<PostgresDatabaseFixture>
             // The broker drops the consumer and the client is not told: MassTransit still reports healthy.
             Assert.Equal(1, server.CancelConsumersBehindClientsBack(vhost, "smoke-pinged"));
             Assert.Equal(BusHealthStatus.Healthy, bus.CheckHealth().Status);
-            try
-            {
-                await Eventually.True(() => Task.FromResult(lifetime.ApplicationStopping.IsCancellationRequested), TimeSpan.FromSeconds(60),
-                    "the watchdog to stop the service whose queue has no consumer");
-                Assert.True(watchdog.Stuck);
-                Assert.Equal(BusWatchdog.ExitCode, Environment.ExitCode);
-            }
-            finally
-            {
-                Environment.ExitCode = 0;   // this is the test host's process
-            }
+            await AssertStoppedAsStuckAsync(lifetime, watchdog, "the watchdog to stop the service whose queue has no consumer");
         }
         finally
         {
             server.DeleteVirtualHost(vhost);
+        }
+    }
+
+    private static async Task AssertStoppedAsStuckAsync(IHostApplicationLifetime lifetime, BusWatchdog watchdog, string what)
+    {
+        try
+        {
+            await Eventually.True(() => Task.FromResult(lifetime.ApplicationStopping.IsCancellationRequested), TimeSpan.FromSeconds(60), what);
+            Assert.True(watchdog.Stuck);
+            Assert.Equal(BusWatchdog.ExitCode, Environment.ExitCode);
+        }
+        finally
+        {
+            Environment.ExitCode = 0;   // this is the test host's process
         }
     }
 
