@@ -33,6 +33,8 @@ internal sealed partial class ProblemExceptionHandler(IProblemDetailsService pro
             ConcurrencyException conflict => (409, "The stream was changed by someone else", conflict.Message),
             StreamArchivedException archived => (409, "The stream is archived", archived.Message),
             RebuildFailedException rebuild => (409, "The projection cannot be rebuilt", rebuild.Message),
+            // Written by newer code (a rolling deployment): another replica, or this one once upgraded, reads it.
+            UnreadableEventException unreadable => (503, "This instance cannot read part of the record yet", unreadable.Message),
             UnstorableTextException text => (400, Unstorable, text.Message),
             // A NUL in a value a query compares with (an id in the path, a filter): PostgreSQL refuses it before looking.
             PostgresException { SqlState: PostgresErrorCodes.CharacterNotInRepertoire or PostgresErrorCodes.UntranslatableCharacter } =>
@@ -42,6 +44,7 @@ internal sealed partial class ProblemExceptionHandler(IProblemDetailsService pro
         };
         if (status >= 500) LogUnhandled(logger, exception);
         httpContext.Response.StatusCode = status;
+        if (status == 503) httpContext.Response.Headers.RetryAfter = "5";
         return await problems.TryWriteAsync(new ProblemDetailsContext
         {
             HttpContext = httpContext,

@@ -163,6 +163,17 @@ public sealed class ServiceDefaultsTests(SmokeServers servers) : IClassFixture<S
     }
 
     [Fact]
+    public async Task An_event_this_instance_cannot_read_is_a_503_to_retry_not_a_500()
+    {
+        // A newer replica wrote it during a rolling deployment: another replica, or this one upgraded, can answer.
+        using var response = await Host.Client.SendAsync(Host.Post("/store-refusals/unreadable", "{}", Roles.Monitor));
+        var problem = await AssertProblem(response, HttpStatusCode.ServiceUnavailable);
+        Assert.Equal("This instance cannot read part of the record yet", problem.GetProperty("title").GetString());
+        Assert.Contains("event 31 (noted of inc-1)", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(TimeSpan.FromSeconds(5), response.Headers.RetryAfter?.Delta);
+    }
+
+    [Fact]
     public async Task The_OpenAPI_document_is_served()
     {
         using var response = await Host.Client.GetAsync("/openapi/v1.json");

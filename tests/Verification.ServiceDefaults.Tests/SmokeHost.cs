@@ -98,6 +98,8 @@ public sealed class SmokeHost : IAsyncDisposable
         {
             "archived" => throw new Verification.EventStore.StreamArchivedException("inc-1"),
             "rebuild" => throw new Verification.EventStore.RebuildFailedException("tally", 31, "inc-1", "noted", new InvalidOperationException("cannot tally")),
+            "unreadable" => throw new Verification.EventStore.UnreadableEventException(new Verification.EventStore.LogPosition(9, 31), "inc-1", "noted",
+                new NotSupportedException("noted has no schema version 2 here")),
             _ => throw new Verification.EventStore.ConcurrencyException("inc-1", 1, 2),
         }).RequireAuthorization(Roles.Monitor);
         app.MapPost("/failures", IResult () => throw new InvalidOperationException("a fault no handler expected")).RequireAuthorization(Roles.Monitor);
