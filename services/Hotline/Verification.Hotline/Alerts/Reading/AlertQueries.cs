@@ -181,10 +181,11 @@ public sealed partial class AlertFeedTail([FromKeyedServices(HotlineModule.Name)
             {
                 position ??= await store.HeadAsync(stoppingToken);   // live only: what committed before start is in GET /alerts
                 var wake = store.NextCommit;
+                var limit = unreadable?.CompareTo(position.Value) > 0 ? 1 : 500;
                 IReadOnlyList<StoredEvent> page;
                 try
                 {
-                    page = await store.ReadAllAsync(position.Value, unreadable?.CompareTo(position.Value) > 0 ? 1 : 500, stoppingToken);
+                    page = await store.ReadAllAsync(position.Value, limit, stoppingToken);
                 }
                 catch (UnreadableEventException e) when (e.At.CompareTo(position.Value) > 0)
                 {
@@ -220,7 +221,8 @@ public sealed partial class AlertFeedTail([FromKeyedServices(HotlineModule.Name)
                 }
                 position = new LogPosition(page[^1].TransactionId, page[^1].Position);
                 // This replica's own alerts went out already; others' may wait a moment: one read per interval, not per commit.
-                if (page.Count < 500) await Task.Delay(Coalesce, stoppingToken);
+                // A full page (one event, while reading up to an unreadable one) means more is waiting: no pause.
+                if (page.Count < limit) await Task.Delay(Coalesce, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
