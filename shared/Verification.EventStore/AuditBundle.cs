@@ -33,94 +33,115 @@ public static class AuditBundle
     public static string CanonicalTime(DateTimeOffset recordedAt) =>
         recordedAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture);
 
-    /// <summary>Exports the settled events recorded in [from, to) with proofs against a tree head signed now over the whole settled log.</summary>
-    public static async Task<byte[]> ExportBundleAsync(this EventStore store, ECDsa key, DateTimeOffset now, DateTimeOffset? from = null, DateTimeOffset? to = null,
-        CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Writes a bundle of the settled events recorded in [from, to), with proofs against a tree head signed now over the
+    /// whole settled log, to <paramref name="destination"/> as it reads them: a file or memory (need not be seekable; left
+    /// open), not a response body, since a zip archive writes synchronously. What it
+    /// holds meanwhile is the tree (a leaf hash per event of the log), not the events: an export held the whole bundle
+    /// several times over (1.9 GB for 200,000 events).
+    /// </summary>
+    public static async Task ExportBundleAsync(this EventStore store, Stream destination, ECDsa key, DateTimeOffset now, DateTimeOffset? from = null,
+        DateTimeOffset? to = null, CancellationToken cancellationToken = default)
     {
         await using var connection = await store.DataSource.OpenConnectionAsync(cancellationToken);
         // One snapshot for the leaves and the exported rows, so the tree head and the events agree.
         await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken);
         var s = store.Schema;
+        // Only the exported events are written out as text and looked up for their previous hash; the others give a leaf.
         await using var command = new NpgsqlCommand(
             $"""
-            SELECT e.position, e.hash,
-                   (e.recorded_at >= coalesce(@from, '-infinity') AND e.recorded_at < coalesce(@to, 'infinity')) AS wanted,
-                   e.stream_id, e.version, e.id, e.type, e.recorded_at, e.data::text, e.metadata::text,
-                   (SELECT p.hash FROM {s}.events p WHERE p.stream_id = e.stream_id AND p.version = e.version - 1) AS previous
-            FROM {s}.events e WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            SELECT e.position, e.hash, w.wanted, e.stream_id, e.version, e.id, e.type, e.recorded_at,
+                   CASE WHEN w.wanted THEN e.data::text END, CASE WHEN w.wanted THEN e.metadata::text END,
+                   CASE WHEN w.wanted THEN (SELECT p.hash FROM {s}.events p WHERE p.stream_id = e.stream_id AND p.version = e.version - 1) END
+            FROM {s}.events e, LATERAL (SELECT e.recorded_at >= coalesce(@from, '-infinity') AND e.recorded_at < coalesce(@to, 'infinity') AS wanted) w
+            WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
             ORDER BY e.transaction_id, e.position
             """, connection, transaction);
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?>("from", NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = from });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?>("to", NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = to });
-        var leaves = new List<byte[]>();
-        var events = new List<BundleEvent>();
+
+        using var archive = new ZipArchive(destination, ZipArchiveMode.Create, leaveOpen: true);
+        var files = new Dictionary<string, string>();
+        var leaves = new byte[32 * 1024];   // leaf hashes side by side, grown as the log is read
+        var size = 0;
+        var exported = new List<(long Position, int LeafIndex)>();
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken))
         {
-            while (await reader.ReadAsync(cancellationToken))
+            await WriteAsync(archive, "events.jsonl", files, async stream =>
             {
-                var position = reader.GetInt64(0);
-                var hash = reader.GetFieldValue<byte[]>(1);
-                if (reader.GetBoolean(2))
+                // The rows stream from the server as the entry is written.
+                while (await reader.ReadAsync(cancellationToken))
                 {
-                    events.Add(new BundleEvent(position, leaves.Count, reader.GetString(3), reader.GetInt64(4), reader.GetGuid(5), reader.GetString(6),
-                        CanonicalTime(reader.GetFieldValue<DateTimeOffset>(7)), reader.GetString(8), reader.GetString(9),
-                        reader.IsDBNull(10) ? null : Convert.ToHexStringLower(reader.GetFieldValue<byte[]>(10)), Convert.ToHexStringLower(hash)));
+                    var position = reader.GetInt64(0);
+                    var hash = reader.GetFieldValue<byte[]>(1);
+                    if (reader.GetBoolean(2))
+                    {
+                        JsonLine(stream, new BundleEvent(position, size, reader.GetString(3), reader.GetInt64(4), reader.GetGuid(5), reader.GetString(6),
+                            CanonicalTime(reader.GetFieldValue<DateTimeOffset>(7)), reader.GetString(8), reader.GetString(9),
+                            reader.IsDBNull(10) ? null : Convert.ToHexStringLower(reader.GetFieldValue<byte[]>(10)), Convert.ToHexStringLower(hash)));
+                        exported.Add((position, size));
+                    }
+                    if ((size + 1) * 32 > leaves.Length) Array.Resize(ref leaves, leaves.Length * 2);
+                    Merkle.LeafHash(VerifiableLog.Entry(position, hash)).CopyTo(leaves, size * 32);
+                    size++;
                 }
-                leaves.Add(Merkle.LeafHash(VerifiableLog.Entry(position, hash)));
-            }
+            });
         }
         await transaction.CommitAsync(cancellationToken);
 
-        var tree = new MerkleTree(leaves);
+        var tree = new MerkleTree(leaves, size);
         var root = Convert.ToHexStringLower(tree.Root);
-        var head = new TreeHead(s, leaves.Count, root, now,
-            Convert.ToHexStringLower(key.SignData(TreeHead.Payload(s, leaves.Count, root, now), HashAlgorithmName.SHA256)));
-        var files = new Dictionary<string, byte[]>
+        var head = new TreeHead(s, size, root, now, Convert.ToHexStringLower(key.SignData(TreeHead.Payload(s, size, root, now), HashAlgorithmName.SHA256)));
+        await WriteAsync(archive, "proofs.jsonl", files, stream =>
         {
-            ["events.jsonl"] = JsonLines(events),
-            ["proofs.jsonl"] = JsonLines(events.Select(e => new BundleProof(e.Position, e.LeafIndex,
-                [.. tree.InclusionProof((int)e.LeafIndex).Select(Convert.ToHexStringLower)]))),
-            ["tree-head.json"] = JsonSerializer.SerializeToUtf8Bytes(head, Json),
-            ["public-key.pem"] = Encoding.UTF8.GetBytes(key.ExportSubjectPublicKeyInfoPem()),
-        };
-        var manifest = new BundleManifest(Format, s, from, to, events.Count, now, files.ToDictionary(f => f.Key, f => Convert.ToHexStringLower(SHA256.HashData(f.Value))));
-
-        using var zip = new MemoryStream();
-        using (var archive = new ZipArchive(zip, ZipArchiveMode.Create, leaveOpen: true))
-        {
-            foreach (var (name, content) in files.Append(new("manifest.json", JsonSerializer.SerializeToUtf8Bytes(manifest, Json))))
-            {
-                await using var entry = archive.CreateEntry(name, CompressionLevel.Optimal).Open();
-                await entry.WriteAsync(content, cancellationToken);
-            }
-        }
-        return zip.ToArray();
+            foreach (var (position, leafIndex) in exported)
+                JsonLine(stream, new BundleProof(position, leafIndex, [.. tree.InclusionProof(leafIndex).Select(Convert.ToHexStringLower)]));
+            return Task.CompletedTask;
+        });
+        await WriteAsync(archive, "tree-head.json", files, stream => JsonSerializer.SerializeAsync(stream, head, Json, cancellationToken));
+        await WriteAsync(archive, "public-key.pem", files, stream => stream.WriteAsync(Encoding.UTF8.GetBytes(key.ExportSubjectPublicKeyInfoPem()), cancellationToken).AsTask());
+        var manifest = new BundleManifest(Format, s, from, to, exported.Count, now, files);
+        await WriteAsync(archive, "manifest.json", [], stream => JsonSerializer.SerializeAsync(stream, manifest, Json, cancellationToken));
     }
 
-    private static byte[] JsonLines<T>(IEnumerable<T> items)
+    /// <summary>Writes one entry, and records the SHA-256 of what was written for the manifest.</summary>
+    private static async Task WriteAsync(ZipArchive archive, string name, Dictionary<string, string> files, Func<Stream, Task> write)
     {
-        var builder = new StringBuilder();
-        foreach (var item in items) builder.Append(JsonSerializer.Serialize(item, Json)).Append('\n');
-        return Encoding.UTF8.GetBytes(builder.ToString());
+        await using var entry = new Hashing(archive.CreateEntry(name, CompressionLevel.Optimal).Open());
+        await write(entry);
+        files[name] = entry.Hex();
+    }
+
+    private static void JsonLine<T>(Stream stream, T item)
+    {
+        JsonSerializer.Serialize(stream, item, Json);
+        stream.WriteByte((byte)'\n');
     }
 
     /// <summary>
-    /// Verifies a bundle offline. The tree head's signature is checked with <paramref name="trustedKeyPem"/> when given
-    /// (the log's published key, obtained separately); otherwise only with the bundle's own key, which proves integrity, not origin.
+    /// Verifies a bundle offline, reading it as it goes: what it holds is one link per stream, not the bundle (a seekable
+    /// stream, such as a file, is read in place; any other is read into memory first, as zip archives are). The tree
+    /// head's signature is checked with <paramref name="trustedKeyPem"/> when given (the log's published key, obtained
+    /// separately); otherwise only with the bundle's own key, which proves integrity, not origin.
     /// </summary>
-    public static BundleVerification Verify(byte[] bundle, string? trustedKeyPem = null)
+    public static BundleVerification Verify(Stream bundle, string? trustedKeyPem = null)
     {
         try
         {
-            return VerifyContent(bundle, trustedKeyPem);
+            using var archive = new ZipArchive(bundle, ZipArchiveMode.Read, leaveOpen: true);
+            return VerifyContent(archive, trustedKeyPem);
         }
-        catch (Exception e) when (e is JsonException or FormatException or InvalidDataException or CryptographicException or ArgumentException)
+        catch (InvalidDataException e)
+        {
+            return new BundleVerification(false, 0, 0, false, null, [$"not a bundle: {e.Message}"]);
+        }
+        catch (Exception e) when (e is JsonException or FormatException or CryptographicException or ArgumentException or IOException)
         {
             return new BundleVerification(false, 0, 0, false, null, [$"the bundle cannot be read: {e.Message}"]);
         }
     }
 
-    private static BundleVerification VerifyContent(byte[] bundle, string? trustedKeyPem)
+    private static BundleVerification VerifyContent(ZipArchive archive, string? trustedKeyPem)
     {
         var problems = new List<string>();
         long? firstBad = null;
@@ -129,51 +150,53 @@ public static class AuditBundle
             problems.Add(problem);
             if (position is { } p && (firstBad is null || p < firstBad)) firstBad = p;
         }
+        BundleVerification Unreadable(string problem) => new(false, 0, 0, false, null, [.. problems, problem]);
 
-        Dictionary<string, byte[]> files;
-        try
-        {
-            using var archive = new ZipArchive(new MemoryStream(bundle), ZipArchiveMode.Read);
-            files = archive.Entries.ToDictionary(e => e.FullName, e =>
-            {
-                using var stream = e.Open();
-                using var copy = new MemoryStream();
-                stream.CopyTo(copy);
-                return copy.ToArray();
-            });
-        }
-        catch (InvalidDataException e)
-        {
-            return new BundleVerification(false, 0, 0, false, null, [$"not a bundle: {e.Message}"]);
-        }
-        if (!files.TryGetValue("manifest.json", out var manifestBytes)) return new BundleVerification(false, 0, 0, false, null, ["manifest.json is missing"]);
-        var manifest = JsonSerializer.Deserialize<BundleManifest>(manifestBytes, Json)!;
+        if (archive.GetEntry("manifest.json") is not { } manifestEntry) return Unreadable("manifest.json is missing");
+        var manifest = JsonSerializer.Deserialize<BundleManifest>(Small(manifestEntry), Json)!;
         if (manifest.Format != Format) Bad(null, $"unknown format {manifest.Format}");
-        foreach (var (name, expected) in manifest.Files)
-        {
-            if (!files.TryGetValue(name, out var content)) Bad(null, $"{name} is listed in the manifest but missing");
-            else if (Convert.ToHexStringLower(SHA256.HashData(content)) != expected) Bad(null, $"{name} does not match its hash in the manifest");
-        }
         foreach (var required in new[] { "events.jsonl", "proofs.jsonl", "tree-head.json", "public-key.pem" })
         {
-            if (!manifest.Files.ContainsKey(required) || !files.ContainsKey(required)) return new BundleVerification(false, 0, 0, false, null, [.. problems, $"{required} is missing"]);
+            if (!manifest.Files.ContainsKey(required) || archive.GetEntry(required) is null) return Unreadable($"{required} is missing");
+        }
+        void Matches(string name, string hex)
+        {
+            if (hex != manifest.Files[name]) Bad(null, $"{name} does not match its hash in the manifest");
+        }
+        // The events and proofs are hashed as they are read, below; every other file listed here.
+        foreach (var name in manifest.Files.Keys.Except(["events.jsonl", "proofs.jsonl"]))
+        {
+            if (archive.GetEntry(name) is not { } entry) Bad(null, $"{name} is listed in the manifest but missing");
+            else
+            {
+                using var hashing = new Hashing(entry.Open());
+                hashing.CopyTo(Stream.Null);
+                Matches(name, hashing.Hex());
+            }
         }
 
-        var head = JsonSerializer.Deserialize<TreeHead>(files["tree-head.json"], Json)!;
+        var head = JsonSerializer.Deserialize<TreeHead>(Small(archive.GetEntry("tree-head.json")!), Json)!;
         using (var key = ECDsa.Create())
         {
-            key.ImportFromPem(trustedKeyPem ?? Encoding.UTF8.GetString(files["public-key.pem"]));
+            key.ImportFromPem(trustedKeyPem ?? Encoding.UTF8.GetString(Small(archive.GetEntry("public-key.pem")!)));
             if (!head.Verify(key)) Bad(null, trustedKeyPem is null ? "the tree head's signature does not verify with the bundle's key" : "the tree head is not signed by the trusted key");
         }
-
-        var events = ReadLines<BundleEvent>(files["events.jsonl"]);
-        var proofs = ReadLines<BundleProof>(files["proofs.jsonl"]).ToDictionary(p => p.Position);
-        if (events.Count != manifest.Events) Bad(null, $"the manifest counts {manifest.Events} events, the bundle holds {events.Count}");
         var root = Convert.FromHexString(head.RootHash);
-        var hashes = events.ToDictionary(e => (e.StreamId, e.Version), e => e.Hash);
-        long lastLeaf = -1;
-        foreach (var e in events)
+
+        // Proofs come in the events' order, one each; both files are read side by side.
+        using var eventsStream = new Hashing(archive.GetEntry("events.jsonl")!.Open());
+        using var proofsStream = new Hashing(archive.GetEntry("proofs.jsonl")!.Open());
+        using var events = new StreamReader(eventsStream, Encoding.UTF8);
+        using var proofs = new StreamReader(proofsStream, Encoding.UTF8);
+        // Links not yet checked both ways, by stream and version: an event waits here for the event before it or after
+        // it, which commit order mostly brings next (but not always: see Links), so this holds about two per stream.
+        var links = new Links();
+        long count = 0, lastLeaf = -1;
+        while (NextLine(events) is { } line)
         {
+            var e = JsonSerializer.Deserialize<BundleEvent>(line, Json)!;
+            count++;
+            var proof = NextLine(proofs) is { } proofLine ? JsonSerializer.Deserialize<BundleProof>(proofLine, Json) : null;
             byte[] hash;
             try
             {
@@ -189,19 +212,138 @@ public static class AuditBundle
             }
             if (e.Version == 1 && e.PreviousHash is not null) Bad(e.Position, $"position {e.Position}: the first event of {e.StreamId} names a previous hash");
             if (e.Version > 1 && e.PreviousHash is null) Bad(e.Position, $"position {e.Position}: version {e.Version} of {e.StreamId} has no previous hash");
-            if (hashes.TryGetValue((e.StreamId, e.Version - 1), out var previous) && previous != e.PreviousHash)
-                Bad(e.Position, $"position {e.Position}: does not link to version {e.Version - 1} of {e.StreamId}");
+            foreach (var (position, version) in links.Add(e))
+                Bad(position, $"position {position}: does not link to version {version - 1} of {e.StreamId}");
             if (e.LeafIndex <= lastLeaf) Bad(e.Position, $"position {e.Position}: out of commit order");
             lastLeaf = e.LeafIndex;
-            if (!proofs.TryGetValue(e.Position, out var proof) || proof.LeafIndex != e.LeafIndex)
+            if (proof is null || proof.Position != e.Position || proof.LeafIndex != e.LeafIndex)
                 Bad(e.Position, $"position {e.Position}: no inclusion proof");
             else if (!Merkle.VerifyInclusion(Merkle.LeafHash(VerifiableLog.Entry(e.Position, hash)), e.LeafIndex, head.Size,
                          [.. proof.Proof.Select(Convert.FromHexString)], root))
                 Bad(e.Position, $"position {e.Position}: not included in the signed tree of size {head.Size}");
         }
-        return new BundleVerification(problems.Count == 0, events.Count, head.Size, trustedKeyPem is not null, firstBad, problems);
+        proofs.ReadToEnd();   // the rest is hashed too
+        Matches("events.jsonl", eventsStream.Hex());
+        Matches("proofs.jsonl", proofsStream.Hex());
+        if (count != manifest.Events) Bad(null, $"the manifest counts {manifest.Events} events, the bundle holds {count}");
+        return new BundleVerification(problems.Count == 0, count, head.Size, trustedKeyPem is not null, firstBad, problems);
     }
 
-    private static List<T> ReadLines<T>(byte[] content) =>
-        [.. Encoding.UTF8.GetString(content).Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonSerializer.Deserialize<T>(line, Json)!)];
+    private static string? NextLine(StreamReader reader)
+    {
+        string? line;
+        while ((line = reader.ReadLine()) is { Length: 0 }) { }
+        return line;
+    }
+
+    /// <summary>A small file (manifest, tree head, key) read whole; a bundle claiming a large one is refused, not read.</summary>
+    private static byte[] Small(ZipArchiveEntry entry)
+    {
+        if (entry.Length > 1 << 20) throw new InvalidDataException($"{entry.FullName} is {entry.Length:N0} bytes, more than a bundle's {entry.FullName} can be");
+        using var stream = entry.Open();
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    }
+
+    /// <summary>
+    /// Each stream's events seen whose link to the event before or after them is not checked yet. Commit order is not
+    /// always version order: a session that took its transaction id (an inbox mark) before another writer of the same
+    /// stream, and then waited for that writer's row lock, commits the later version under the smaller id.
+    /// </summary>
+    private sealed class Links
+    {
+        private readonly Dictionary<(string Stream, long Version), Link> _open = [];
+
+        /// <summary>Records an event; returns the (position, version) of each event whose previous hash does not match.</summary>
+        public List<(long Position, long Version)> Add(BundleEvent e)
+        {
+            var broken = new List<(long, long)>();
+            var link = new Link(e.Position, e.Hash, e.PreviousHash) { HasBefore = e.Version == 1 };
+            if (_open.TryGetValue((e.StreamId, e.Version - 1), out var before))
+            {
+                if (before.Hash != e.PreviousHash) broken.Add((e.Position, e.Version));
+                before.HasAfter = link.HasBefore = true;
+                if (before.Done) _open.Remove((e.StreamId, e.Version - 1));
+            }
+            if (_open.TryGetValue((e.StreamId, e.Version + 1), out var after))
+            {
+                if (after.PreviousHash != e.Hash) broken.Add((after.Position, e.Version + 1));
+                after.HasBefore = link.HasAfter = true;
+                if (after.Done) _open.Remove((e.StreamId, e.Version + 1));
+            }
+            if (!link.Done) _open[(e.StreamId, e.Version)] = link;
+            return broken;
+        }
+
+        private sealed class Link(long position, string hash, string? previousHash)
+        {
+            public long Position => position;
+            public string Hash => hash;
+            public string? PreviousHash => previousHash;
+            public bool HasBefore { get; set; }
+            public bool HasAfter { get; set; }
+            public bool Done => HasBefore && HasAfter;
+        }
+    }
+
+    /// <summary>Passes reads or writes through and hashes what passed (SHA-256), for the manifest.</summary>
+    private sealed class Hashing(Stream inner) : Stream
+    {
+        private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+        public string Hex() => Convert.ToHexStringLower(_hash.GetHashAndReset());
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var read = inner.Read(buffer);
+            _hash.AppendData(buffer[..read]);
+            return read;
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            _hash.AppendData(buffer);
+            inner.Write(buffer);
+        }
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            _hash.AppendData(buffer.Span);
+            await inner.WriteAsync(buffer, cancellationToken);
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override bool CanRead => inner.CanRead;
+        public override bool CanWrite => inner.CanWrite;
+        public override bool CanSeek => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+                _hash.Dispose();
+            }
+            base.Dispose(disposing);
+        }
+
+        public override async ValueTask DisposeAsync()
+        {
+            await inner.DisposeAsync();
+            _hash.Dispose();
+            await base.DisposeAsync();
+        }
+    }
 }

@@ -169,39 +169,58 @@ public static class Merkle
 /// <summary>
 /// The whole tree kept level by level, so each inclusion proof costs O(log n) instead of O(n): pairing nodes left
 /// to right and carrying an odd last node up unchanged builds the same tree as RFC 9162's largest-power-of-two split.
+/// Each level is one array of 32-byte hashes side by side (an array per node took twice the memory: about 64 MB of a
+/// million-event export's 286).
 /// </summary>
 public sealed class MerkleTree
 {
-    private readonly List<byte[][]> _levels = [];
+    private const int HashSize = 32;
+    private readonly List<(byte[] Nodes, int Count)> _levels = [];
 
-    public MerkleTree(IReadOnlyList<byte[]> leaves)
+    public MerkleTree(IReadOnlyList<byte[]> leaves) : this(Flat(leaves), leaves.Count) { }
+
+    /// <param name="leaves">Leaf hashes side by side, 32 bytes each; the first <paramref name="count"/> are the tree's.</param>
+    /// <param name="count">How many leaves.</param>
+    public MerkleTree(byte[] leaves, int count)
     {
-        var level = leaves.ToArray();
-        _levels.Add(level);
-        while (level.Length > 1)
+        ArgumentOutOfRangeException.ThrowIfGreaterThan((long)count * HashSize, leaves.Length, nameof(count));
+        var (level, n) = (leaves, count);
+        _levels.Add((level, n));
+        while (n > 1)
         {
-            var next = new byte[(level.Length + 1) / 2][];
-            for (var i = 0; i < level.Length / 2; i++) next[i] = Merkle.NodeHash(level[2 * i], level[2 * i + 1]);
-            if (level.Length % 2 == 1) next[^1] = level[^1];
-            _levels.Add(level = next);
+            var next = new byte[(n + 1) / 2 * HashSize];
+            for (var i = 0; i < n / 2; i++)
+                Merkle.NodeHash(At(level, 2 * i), At(level, 2 * i + 1)).CopyTo(next, i * HashSize);
+            if (n % 2 == 1) At(level, n - 1).CopyTo(next.AsSpan((n - 1) / 2 * HashSize));
+            (level, n) = (next, (n + 1) / 2);
+            _levels.Add((level, n));
         }
     }
 
-    public int Size => _levels[0].Length;
-    public byte[] Root => Size == 0 ? SHA256.HashData([]) : _levels[^1][0];
+    public int Size => _levels[0].Count;
+    public byte[] Root => Size == 0 ? SHA256.HashData([]) : At(_levels[^1].Nodes, 0).ToArray();
 
     /// <summary>The audit path of leaf <paramref name="index"/>, leaf to root, as RFC 9162 orders it.</summary>
     public List<byte[]> InclusionProof(int index)
     {
         if (index < 0 || index >= Size) throw new ArgumentOutOfRangeException(nameof(index), "leaf index must be below the tree size");
         var proof = new List<byte[]>();
-        foreach (var level in _levels.Take(_levels.Count - 1))
+        foreach (var (nodes, count) in _levels.Take(_levels.Count - 1))
         {
             var sibling = index ^ 1;
-            if (sibling < level.Length) proof.Add(level[sibling]);
+            if (sibling < count) proof.Add(At(nodes, sibling).ToArray());
             index >>= 1;
         }
         return proof;
+    }
+
+    private static ReadOnlySpan<byte> At(byte[] nodes, int index) => nodes.AsSpan(index * HashSize, HashSize);
+
+    private static byte[] Flat(IReadOnlyList<byte[]> leaves)
+    {
+        var flat = new byte[leaves.Count * HashSize];
+        for (var i = 0; i < leaves.Count; i++) leaves[i].CopyTo(flat, i * HashSize);
+        return flat;
     }
 }
 

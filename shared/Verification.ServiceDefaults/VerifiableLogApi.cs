@@ -108,8 +108,22 @@ public static class VerifiableLogApi
         replay.MapGet("/{log}/export", async (string log, HttpContext http, LogSigner signer, TimeProvider clock, DateTimeOffset? from, DateTimeOffset? to) =>
         {
             if (from > to) throw Rejection.Invalid(new Dictionary<string, string[]> { ["from"] = ["must not be after to"] });
-            var bundle = await Store(http, logs, log).ExportBundleAsync(signer.Key, clock.GetUtcNow(), from, to, http.RequestAborted);
-            return TypedResults.File(bundle, "application/zip", $"{log}-audit-bundle.zip");
+            var store = Store(http, logs, log);
+            // Written to a file first, then sent: memory holds no bundle, the read of the log does not wait on a slow
+            // download, and a failure is still an error response, not a cut-off zip. The file goes when it is sent.
+            var file = new FileStream(Path.Combine(Path.GetTempPath(), $"verification-export-{Guid.NewGuid():N}.zip"), FileMode.CreateNew, FileAccess.ReadWrite,
+                FileShare.None, 1 << 16, FileOptions.DeleteOnClose | FileOptions.Asynchronous);
+            try
+            {
+                await store.ExportBundleAsync(file, signer.Key, clock.GetUtcNow(), from, to, http.RequestAborted);
+                file.Position = 0;
+                return TypedResults.Stream(file, "application/zip", $"{log}-audit-bundle.zip");
+            }
+            catch
+            {
+                await file.DisposeAsync();
+                throw;
+            }
         });
         replay.MapGet("/{log}/projections", async (string log, HttpContext http) =>
         {

@@ -270,16 +270,16 @@ public sealed class ComplianceApiTests(ComplianceHost fixture) : IClassFixture<C
             using var response = await Host.SendAsync(HttpMethod.Get, "/log/compliance/export", null, Roles.Auditor);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             bundle = await response.Content.ReadAsByteArrayAsync();
-            return AuditBundle.Verify(bundle, key) is { } r && r.EventsChecked == total ? r : null;
+            return AuditBundle.Verify(new MemoryStream(bundle), key) is { } r && r.EventsChecked == total ? r : null;
         }, what: "every event in the bundle");
         Assert.True(result.Valid, string.Join("; ", result.Problems));
         Assert.True(result.SignatureByTrustedKey);
 
         using var other = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
-        Assert.False(AuditBundle.Verify(bundle, other.ExportSubjectPublicKeyInfoPem()).Valid);
+        Assert.False(AuditBundle.Verify(new MemoryStream(bundle), other.ExportSubjectPublicKeyInfoPem()).Valid);
         var changed = (byte[])bundle.Clone();
         changed[changed.Length / 3] ^= 0x20;
-        Assert.False(AuditBundle.Verify(changed).Valid);
+        Assert.False(AuditBundle.Verify(new MemoryStream(changed)).Valid);
     }
 
     [Fact]

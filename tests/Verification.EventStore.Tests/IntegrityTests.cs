@@ -93,7 +93,7 @@ public sealed class IntegrityTests(StoreFixture fixture) : IClassFixture<StoreFi
         using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
         var trusted = key.ExportSubjectPublicKeyInfoPem();
         // Bundles hold settled events only: wait until a transaction elsewhere in the cluster no longer holds the newest back.
-        var before = await Eventually.Get(async () => AuditBundle.Verify(await store.ExportBundleAsync(key, DateTimeOffset.UtcNow), trusted) is { EventsChecked: 3 } b ? b : null,
+        var before = await Eventually.Get(async () => AuditBundle.Verify(await ExportAsync(store, key), trusted) is { EventsChecked: 3 } b ? b : null,
             what: "three settled events in the bundle");
         Assert.True(before.Valid, string.Join("; ", before.Problems));
 
@@ -107,8 +107,117 @@ public sealed class IntegrityTests(StoreFixture fixture) : IClassFixture<StoreFi
         Assert.Equal(target, verification.FirstBadPosition);
 
         // An auditor's offline check of a bundle exported after the change names the same position.
-        var after = AuditBundle.Verify(await store.ExportBundleAsync(key, DateTimeOffset.UtcNow), trusted);
+        var after = AuditBundle.Verify(await ExportAsync(store, key), trusted);
         Assert.False(after.Valid);
         Assert.Equal(target, after.FirstBadPosition);
+    }
+
+    [Fact]
+    public async Task A_later_version_committed_before_an_earlier_one_still_verifies_and_a_rewritten_link_is_found_either_way()
+    {
+        var options = StoreFixture.Options("es_order");
+        var store = new EventStore(fixture.DataSource, options);
+        await store.MigrateAsync();
+        const string id = "inc-order";
+        await store.AppendAsync(id, "incident", 0, [new Noted(id, "Kherson", 1)]);
+        await store.AppendAsync(id, "incident", 1, [new Revised(id, 2)]);
+
+        // The writer of version 4 took its transaction id first (as a session does with an inbox mark), then waited for
+        // the row lock of the writer of version 3, which took its id later: commit order puts version 4 first.
+        await using var early = await fixture.DataSource.OpenConnectionAsync();
+        await using var earlyTransaction = await early.BeginTransactionAsync();
+        await using (var takeId = new NpgsqlCommand("SELECT pg_current_xact_id()", early, earlyTransaction)) await takeId.ExecuteScalarAsync();
+        await using var late = await fixture.DataSource.OpenConnectionAsync();
+        await using var lateTransaction = await late.BeginTransactionAsync();
+        await Append(store, late, lateTransaction, AppendShape.OneAtVersion, id, 2, new Revised(id, 3));
+        // Waits for the row lock (or, if it comes after the commit below, takes the next version anyway).
+        var waiting = Append(store, early, earlyTransaction, AppendShape.One, id, null, new Revised(id, 4));
+        await lateTransaction.CommitAsync();
+        await waiting;
+        await earlyTransaction.CommitAsync();
+        var log = await store.ReadAllAsync(LogPosition.Start, 10);
+        Assert.Equal([1L, 2, 4, 3], log.Select(e => e.Version));
+
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var trusted = key.ExportSubjectPublicKeyInfoPem();
+        var bundle = await Eventually.Get(async () => await ExportAsync(store, key) is var b && AuditBundle.Verify(b, trusted) is { EventsChecked: 4 } ? b : null,
+            what: "the four settled events in the bundle");
+        bundle.Position = 0;
+        var verified = AuditBundle.Verify(bundle, trusted);
+        Assert.True(verified.Valid, string.Join("; ", verified.Problems));
+
+        // Version 3 rewritten with a hash of its own that fits: version 4, read before it, no longer links to it.
+        var rewritten = Rewrite(bundle, e => e.Version != 3 ? e : Rehashed(e with { Data = e.Data.Replace("\"count\": 3", "\"count\": 30", StringComparison.Ordinal) }));
+        var found = AuditBundle.Verify(rewritten, trusted);
+        Assert.False(found.Valid);
+        Assert.Contains($"position {log[2].Position}: does not link to version 3 of {id}", found.Problems);
+        Assert.DoesNotContain(found.Problems, p => p.Contains("does not hash to its stored hash", StringComparison.Ordinal));
+
+        // The same rewrite of version 2 (read before version 3) breaks the link version 3 makes to it, found in the usual order.
+        var forward = Rewrite(bundle, e => e.Version != 2 ? e : Rehashed(e with { Data = e.Data.Replace("\"count\": 2", "\"count\": 20", StringComparison.Ordinal) }));
+        Assert.Contains($"position {log[3].Position}: does not link to version 2 of {id}", AuditBundle.Verify(forward, trusted).Problems);
+    }
+
+    private static async Task<MemoryStream> ExportAsync(EventStore store, ECDsa key)
+    {
+        var bundle = new MemoryStream();
+        await store.ExportBundleAsync(bundle, key, DateTimeOffset.UtcNow);
+        bundle.Position = 0;
+        return bundle;
+    }
+
+    private static async Task Append(EventStore store, NpgsqlConnection connection, NpgsqlTransaction transaction, AppendShape shape, string id, long? expected, object e)
+    {
+        await using var command = new NpgsqlCommand(store.AppendSql(shape, stored: false), connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter { Value = id });
+        command.Parameters.Add(new NpgsqlParameter { Value = "incident" });
+        command.Parameters.Add(new NpgsqlParameter { Value = (object?)expected ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint });
+        command.Parameters.Add(new NpgsqlParameter { Value = Guid.CreateVersion7() });
+        command.Parameters.Add(new NpgsqlParameter { Value = store.Types.NameOf(e.GetType()).Name, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
+        command.Parameters.Add(new NpgsqlParameter { Value = store.Types.Serialize(e), NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Jsonb });
+        command.Parameters.Add(new NpgsqlParameter { Value = "{\"schemaVersion\":1}", NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Jsonb });
+        Assert.Equal(1, await command.ExecuteNonQueryAsync());
+    }
+
+    private static BundleEvent Rehashed(BundleEvent e) => e with
+    {
+        Hash = Convert.ToHexStringLower(HashChain.Compute(e.PreviousHash is null ? null : Convert.FromHexString(e.PreviousHash), e.StreamId, e.Version, e.Id, e.Type,
+            DateTimeOffset.Parse(e.RecordedAt, System.Globalization.CultureInfo.InvariantCulture), e.Data, e.Metadata)),
+    };
+
+    /// <summary>The bundle with its events changed, and its manifest made to fit them (what someone rewriting it would do).</summary>
+    private static MemoryStream Rewrite(MemoryStream bundle, Func<BundleEvent, BundleEvent> change)
+    {
+        var json = new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web);
+        bundle.Position = 0;
+        Dictionary<string, byte[]> files;
+        using (var archive = new System.IO.Compression.ZipArchive(bundle, System.IO.Compression.ZipArchiveMode.Read, leaveOpen: true))
+        {
+            files = archive.Entries.ToDictionary(e => e.FullName, e =>
+            {
+                using var copy = new MemoryStream();
+                using (var stream = e.Open()) stream.CopyTo(copy);
+                return copy.ToArray();
+            });
+        }
+        var lines = Encoding.UTF8.GetString(files["events.jsonl"]).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => System.Text.Json.JsonSerializer.Serialize(change(System.Text.Json.JsonSerializer.Deserialize<BundleEvent>(line, json)!), json) + "\n");
+        files["events.jsonl"] = Encoding.UTF8.GetBytes(string.Concat(lines));
+        var manifest = System.Text.Json.JsonSerializer.Deserialize<BundleManifest>(files["manifest.json"], json)!;
+        files["manifest.json"] = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(manifest with
+        {
+            Files = manifest.Files.ToDictionary(f => f.Key, f => Convert.ToHexStringLower(SHA256.HashData(files[f.Key]))),
+        }, json);
+        var rewritten = new MemoryStream();
+        using (var archive = new System.IO.Compression.ZipArchive(rewritten, System.IO.Compression.ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var (name, content) in files)
+            {
+                using var entry = archive.CreateEntry(name).Open();
+                entry.Write(content);
+            }
+        }
+        rewritten.Position = 0;
+        return rewritten;
     }
 }

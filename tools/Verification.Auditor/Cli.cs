@@ -37,7 +37,11 @@ public static class Cli
         {
             using var http = Client(r.GetValue(url)!, r.GetValue(token));
             var trusted = await KeyAsync(http, r.GetValue(key), ct);
-            var bundle = await http.GetByteArrayAsync($"log/{r.GetValue(log)}/export", ct);
+            // Downloaded to a file and verified from there: the whole log need not fit in memory.
+            await using var bundle = new FileStream(Path.Combine(Path.GetTempPath(), $"verification-{Guid.NewGuid():N}.zip"), FileMode.CreateNew, FileAccess.ReadWrite,
+                FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
+            await DownloadAsync(http, $"log/{r.GetValue(log)}/export", bundle, ct);
+            bundle.Position = 0;
             var result = AuditBundle.Verify(bundle, trusted);
             Report(console, result, $"{r.GetValue(log)} log");
             return result.Valid && result.EventsChecked == result.TreeSize ? 0 : 1;
@@ -82,8 +86,8 @@ public static class Cli
             using var http = Client(r.GetValue(url)!, r.GetValue(token));
             var query = string.Join('&', new[] { ("from", r.GetValue(from)), ("to", r.GetValue(to)) }.Where(q => q.Item2 is not null)
                 .Select(q => $"{q.Item1}={Uri.EscapeDataString(q.Item2!.Value.ToString("o"))}"));
-            var bundle = await http.GetByteArrayAsync($"log/{r.GetValue(log)}/export{(query.Length > 0 ? "?" + query : "")}", ct);
-            await File.WriteAllBytesAsync(r.GetValue(outFile)!.FullName, bundle, ct);
+            await using var bundle = File.Create(r.GetValue(outFile)!.FullName);
+            await DownloadAsync(http, $"log/{r.GetValue(log)}/export{(query.Length > 0 ? "?" + query : "")}", bundle, ct);
             console.WriteLine($"wrote {r.GetValue(outFile)!.FullName} ({bundle.Length:N0} bytes)");
             return 0;
         }));
@@ -93,7 +97,7 @@ public static class Cli
         verifyBundle.Arguments.Add(file);
         verifyBundle.SetAction((r, ct) => Guard(console, async () =>
         {
-            var bundle = await File.ReadAllBytesAsync(r.GetValue(file)!.FullName, ct);
+            await using var bundle = File.OpenRead(r.GetValue(file)!.FullName);
             var trusted = r.GetValue(key) is { } k ? await File.ReadAllTextAsync(k.FullName, ct) : null;
             var result = AuditBundle.Verify(bundle, trusted);
             Report(console, result, r.GetValue(file)!.Name);
@@ -154,10 +158,19 @@ public static class Cli
     private static HttpClient Client(string url, string? token)
     {
         if (!Uri.TryCreate(url.TrimEnd('/') + "/", UriKind.Absolute, out var address)) throw new InvalidOperationException($"--url {url} is not an absolute URL");
-        var http = new HttpClient { BaseAddress = address };
+        // A service writes a whole log's bundle before it answers: give it longer than HttpClient's 100 s.
+        var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(10) };
         var bearer = token ?? Environment.GetEnvironmentVariable("VERIFICATION_TOKEN");
         if (!string.IsNullOrWhiteSpace(bearer)) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
         return http;
+    }
+
+    /// <summary>Streams a download to <paramref name="destination"/>: a log's bundle need not fit in memory.</summary>
+    private static async Task DownloadAsync(HttpClient http, string path, Stream destination, CancellationToken ct)
+    {
+        using var response = await http.GetAsync(path, HttpCompletionOption.ResponseHeadersRead, ct);
+        response.EnsureSuccessStatusCode();
+        await response.Content.CopyToAsync(destination, ct);
     }
 
     private static async Task<string> KeyAsync(HttpClient http, FileInfo? file, CancellationToken ct) =>
