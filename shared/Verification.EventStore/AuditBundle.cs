@@ -119,7 +119,7 @@ public static class AuditBundle
     }
 
     /// <summary>
-    /// Verifies a bundle offline, reading it as it goes: what it holds is one link per stream, not the bundle (a seekable
+    /// Verifies a bundle offline, reading it as it goes: what it holds is a link or two per stream, not the bundle (a seekable
     /// stream, such as a file, is read in place; any other is read into memory first, as zip archives are). The tree
     /// head's signature is checked with <paramref name="trustedKeyPem"/> when given (the log's published key, obtained
     /// separately); otherwise only with the bundle's own key, which proves integrity, not origin.
@@ -337,13 +337,6 @@ public static class AuditBundle
                 _hash.Dispose();
             }
             base.Dispose(disposing);
-        }
-
-        public override async ValueTask DisposeAsync()
-        {
-            await inner.DisposeAsync();
-            _hash.Dispose();
-            await base.DisposeAsync();
         }
     }
 }

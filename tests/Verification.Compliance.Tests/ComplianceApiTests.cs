@@ -321,8 +321,13 @@ public sealed class ComplianceApiTests(ComplianceHost fixture) : IClassFixture<C
             Assert.True(proved.Code == 0, proved.Output);
             var consistent = await Run(["consistency", .. remote, "1", size.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
             Assert.True(consistent.Code == 0, consistent.Output);
+            // A refused export (400) leaves no file behind, and none half-written beside it.
+            var refusedExport = await Run(["export", .. remote, "--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z", "--out", bundle]);
+            Assert.True(refusedExport.Code == 2, refusedExport.Output);
+            Assert.Empty(dir.GetFiles("compliance.zip*"));
             var exported = await Run(["export", .. remote, "--out", bundle]);
             Assert.True(exported.Code == 0, exported.Output);
+            Assert.Equal([Path.GetFileName(bundle)], dir.GetFiles("compliance.zip*").Select(f => f.Name));
             var offline = await Run("verify-bundle", bundle, "--public-key", key);
             Assert.True(offline.Code == 0, offline.Output);
             Assert.Contains("signed by the trusted key", offline.Output, StringComparison.Ordinal);

@@ -86,10 +86,26 @@ public static class Cli
             using var http = Client(r.GetValue(url)!, r.GetValue(token));
             var query = string.Join('&', new[] { ("from", r.GetValue(from)), ("to", r.GetValue(to)) }.Where(q => q.Item2 is not null)
                 .Select(q => $"{q.Item1}={Uri.EscapeDataString(q.Item2!.Value.ToString("o"))}"));
-            await using var bundle = File.Create(r.GetValue(outFile)!.FullName);
-            await DownloadAsync(http, $"log/{r.GetValue(log)}/export{(query.Length > 0 ? "?" + query : "")}", bundle, ct);
-            console.WriteLine($"wrote {r.GetValue(outFile)!.FullName} ({bundle.Length:N0} bytes)");
-            return 0;
+            // Downloaded beside --out and moved over it when complete: a failed export leaves no file, and no cut-off one
+            // in place of an earlier good bundle.
+            var path = r.GetValue(outFile)!.FullName;
+            var partial = $"{path}.{Guid.NewGuid():N}.partial";
+            try
+            {
+                long length;
+                await using (var bundle = new FileStream(partial, FileMode.CreateNew))
+                {
+                    await DownloadAsync(http, $"log/{r.GetValue(log)}/export{(query.Length > 0 ? "?" + query : "")}", bundle, ct);
+                    length = bundle.Length;
+                }
+                File.Move(partial, path, overwrite: true);
+                console.WriteLine($"wrote {path} ({length:N0} bytes)");
+                return 0;
+            }
+            finally
+            {
+                File.Delete(partial);
+            }
         }));
 
         var file = new Argument<FileInfo>("bundle") { Description = "The bundle file" };
