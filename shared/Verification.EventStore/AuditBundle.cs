@@ -186,17 +186,17 @@ public static class AuditBundle
         // Proofs come in the events' order, one each; both files are read side by side.
         using var eventsStream = new Hashing(archive.GetEntry("events.jsonl")!.Open());
         using var proofsStream = new Hashing(archive.GetEntry("proofs.jsonl")!.Open());
-        using var events = new StreamReader(eventsStream, Encoding.UTF8);
-        using var proofs = new StreamReader(proofsStream, Encoding.UTF8);
+        using var events = new Lines(eventsStream, "events.jsonl");
+        using var proofs = new Lines(proofsStream, "proofs.jsonl");
         // Links not yet checked both ways, by stream and version: an event waits here for the event before it or after
         // it, which commit order mostly brings next (but not always: see Links), so this holds about two per stream.
         var links = new Links();
         long count = 0, lastLeaf = -1;
-        while (NextLine(events) is { } line)
+        while (events.Next() is { } line)
         {
             var e = JsonSerializer.Deserialize<BundleEvent>(line, Json)!;
             count++;
-            var proof = NextLine(proofs) is { } proofLine ? JsonSerializer.Deserialize<BundleProof>(proofLine, Json) : null;
+            var proof = proofs.Next() is { } proofLine ? JsonSerializer.Deserialize<BundleProof>(proofLine, Json) : null;
             byte[] hash;
             try
             {
@@ -222,28 +222,72 @@ public static class AuditBundle
                          [.. proof.Proof.Select(Convert.FromHexString)], root))
                 Bad(e.Position, $"position {e.Position}: not included in the signed tree of size {head.Size}");
         }
-        proofs.ReadToEnd();   // the rest is hashed too
+        proofsStream.CopyTo(Stream.Null);   // the rest is hashed too
         Matches("events.jsonl", eventsStream.Hex());
         Matches("proofs.jsonl", proofsStream.Hex());
         if (count != manifest.Events) Bad(null, $"the manifest counts {manifest.Events} events, the bundle holds {count}");
         return new BundleVerification(problems.Count == 0, count, head.Size, trustedKeyPem is not null, firstBad, problems);
     }
 
-    private static string? NextLine(StreamReader reader)
-    {
-        string? line;
-        while ((line = reader.ReadLine()) is { Length: 0 }) { }
-        return line;
-    }
-
-    /// <summary>A small file (manifest, tree head, key) read whole; a bundle claiming a large one is refused, not read.</summary>
+    /// <summary>A small file (manifest, tree head, key) read whole; a large one is refused, not read (whatever the zip claims).</summary>
     private static byte[] Small(ZipArchiveEntry entry)
     {
-        if (entry.Length > 1 << 20) throw new InvalidDataException($"{entry.FullName} is {entry.Length:N0} bytes, more than a bundle's {entry.FullName} can be");
+        const int limit = 1 << 20;
+        var tooLarge = new InvalidDataException($"{entry.FullName} is larger than {limit:N0} bytes, more than a bundle's {entry.FullName} can be");
+        if (entry.Length > limit) throw tooLarge;
         using var stream = entry.Open();
-        using var copy = new MemoryStream();
-        stream.CopyTo(copy);
-        return copy.ToArray();
+        var content = new byte[limit + 1];
+        var length = 0;
+        while (length < content.Length && stream.Read(content, length, content.Length - length) is > 0 and var read) length += read;
+        return length > limit ? throw tooLarge : content[..length];
+    }
+
+    /// <summary>
+    /// A bundle file's non-empty lines, each refused above <see cref="MaxLine"/> characters before it is held whole: one
+    /// enormous line in a hostile bundle would otherwise take the verifier's memory. An event is far smaller (services
+    /// take requests of 1 MB).
+    /// </summary>
+    private sealed class Lines(Stream stream, string name) : IDisposable
+    {
+        public const int MaxLine = 64 << 20;
+        private readonly StreamReader _reader = new(stream, Encoding.UTF8);
+        private readonly char[] _buffer = new char[1 << 16];
+        private readonly StringBuilder _long = new();
+        private int _start, _end;
+
+        public string? Next()
+        {
+            string? line;
+            while ((line = Read()) is { Length: 0 }) { }
+            return line;
+        }
+
+        private string? Read()
+        {
+            _long.Clear();
+            while (true)
+            {
+                var pending = _buffer.AsSpan(_start, _end - _start);
+                if (pending.IndexOf('\n') is >= 0 and var newline)
+                {
+                    _start += newline + 1;
+                    if (_long.Length == 0) return new string(pending[..newline].TrimEnd('\r'));
+                    Append(pending[..newline]);
+                    return _long.ToString().TrimEnd('\r');
+                }
+                Append(pending);
+                (_start, _end) = (0, _reader.Read(_buffer, 0, _buffer.Length));
+                if (_end == 0) return _long.Length == 0 ? null : _long.ToString();
+            }
+        }
+
+        private void Append(ReadOnlySpan<char> part)
+        {
+            if (_long.Length + part.Length > MaxLine) throw new InvalidDataException($"a line of {name} is longer than {MaxLine:N0} characters");
+            _long.Append(part);
+        }
+
+        public void Dispose() => _reader.Dispose();
     }
 
     /// <summary>

@@ -158,6 +158,46 @@ public sealed class IntegrityTests(StoreFixture fixture) : IClassFixture<StoreFi
         Assert.Contains($"position {log[3].Position}: does not link to version 2 of {id}", AuditBundle.Verify(forward, trusted).Problems);
     }
 
+    [Fact]
+    public async Task A_bundle_with_an_enormous_file_or_line_is_refused_before_it_is_held_whole()
+    {
+        await SeedAsync();
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var bundle = await ExportAsync(Store, key);
+        Assert.True(AuditBundle.Verify(bundle).Valid);
+
+        // A manifest of 2 MB is refused, not read.
+        var manifest = AuditBundle.Verify(Replaced(bundle, "manifest.json", stream => stream.Write(new byte[2 << 20])));
+        Assert.False(manifest.Valid);
+        Assert.Contains(manifest.Problems, p => p.Contains("manifest.json is larger than 1,048,576 bytes", StringComparison.Ordinal));
+
+        // One line of 65 MiB in events.jsonl (65 KB zipped): refused at 64 MiB, not read into one string.
+        var line = AuditBundle.Verify(Replaced(bundle, "events.jsonl", stream =>
+        {
+            var chunk = Encoding.ASCII.GetBytes(new string('x', 1 << 20));
+            for (var i = 0; i < 65; i++) stream.Write(chunk);
+        }));
+        Assert.False(line.Valid);
+        Assert.Contains(line.Problems, p => p.Contains("a line of events.jsonl is longer than 67,108,864 characters", StringComparison.Ordinal));
+    }
+
+    /// <summary>A copy of the bundle with one file written anew.</summary>
+    private static MemoryStream Replaced(MemoryStream bundle, string name, Action<Stream> write)
+    {
+        var copy = new MemoryStream();
+        bundle.Position = 0;
+        bundle.CopyTo(copy);
+        bundle.Position = 0;
+        using (var archive = new System.IO.Compression.ZipArchive(copy, System.IO.Compression.ZipArchiveMode.Update, leaveOpen: true))
+        {
+            archive.GetEntry(name)!.Delete();
+            using var entry = archive.CreateEntry(name).Open();
+            write(entry);
+        }
+        copy.Position = 0;
+        return copy;
+    }
+
     private static async Task<MemoryStream> ExportAsync(EventStore store, ECDsa key)
     {
         var bundle = new MemoryStream();
