@@ -324,6 +324,7 @@ public sealed class ComplianceApiTests(ComplianceHost fixture) : IClassFixture<C
             // A refused export (400) leaves no file behind, and none half-written beside it.
             var refusedExport = await Run(["export", .. remote, "--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z", "--out", bundle]);
             Assert.True(refusedExport.Code == 2, refusedExport.Output);
+            Assert.Contains("the service answered 400 (Bad Request): from: must not be after to", refusedExport.Output, StringComparison.Ordinal);
             Assert.Empty(dir.GetFiles("compliance.zip*"));
             var exported = await Run(["export", .. remote, "--out", bundle]);
             Assert.True(exported.Code == 0, exported.Output);

@@ -139,8 +139,7 @@ public static class Cli
                     task.Value = Math.Min(read, head.Size);
                     after = page.Next;
                 }
-                var compared = await http.PostAsync($"log/{name}/projections/{r.GetValue(projection)}/compare", null, ct);
-                compared.EnsureSuccessStatusCode();
+                using var compared = await http.PostAsync($"log/{name}/projections/{r.GetValue(projection)}/compare", null, ct);
                 task.Value = task.MaxValue;
                 var comparison = await compared.Content.ReadFromJsonAsync<Comparison>(Json, ct) ?? throw new InvalidOperationException("no comparison");
                 console.WriteLine(comparison.Equal
@@ -175,7 +174,7 @@ public static class Cli
     {
         if (!Uri.TryCreate(url.TrimEnd('/') + "/", UriKind.Absolute, out var address)) throw new InvalidOperationException($"--url {url} is not an absolute URL");
         // A service writes a whole log's bundle before it answers: give it longer than HttpClient's 100 s.
-        var http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(10) };
+        var http = new HttpClient(new Refusals()) { BaseAddress = address, Timeout = TimeSpan.FromMinutes(10) };
         var bearer = token ?? Environment.GetEnvironmentVariable("VERIFICATION_TOKEN");
         if (!string.IsNullOrWhiteSpace(bearer)) http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", bearer);
         return http;
@@ -185,8 +184,40 @@ public static class Cli
     private static async Task DownloadAsync(HttpClient http, string path, Stream destination, CancellationToken ct)
     {
         using var response = await http.GetAsync(path, HttpCompletionOption.ResponseHeadersRead, ct);
-        response.EnsureSuccessStatusCode();
         await response.Content.CopyToAsync(destination, ct);
+    }
+
+    /// <summary>
+    /// Turns an error answer into an error naming the service's reason (its ProblemDetails' detail or title), not the
+    /// status alone, for every request the tool makes.
+    /// </summary>
+    private sealed class Refusals() : DelegatingHandler(new HttpClientHandler())
+    {
+        protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            if (response.IsSuccessStatusCode) return response;
+            using (response)
+            {
+                string? reason = null;
+                if (response.Content.Headers.ContentType?.MediaType is { } type && type.EndsWith("json", StringComparison.Ordinal))
+                {
+                    try
+                    {
+                        using var body = await JsonDocument.ParseAsync(await response.Content.ReadAsStreamAsync(cancellationToken), cancellationToken: cancellationToken);
+                        reason = new[] { "detail", "title" }.Select(name => body.RootElement.ValueKind == JsonValueKind.Object
+                            && body.RootElement.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null)
+                            .FirstOrDefault(text => !string.IsNullOrWhiteSpace(text));
+                    }
+                    catch (JsonException)
+                    {
+                        // Not a ProblemDetails after all: the status says what there is to say.
+                    }
+                }
+                var status = $"{(int)response.StatusCode} ({response.ReasonPhrase})";
+                throw new HttpRequestException(reason is null ? $"the service answered {status}" : $"the service answered {status}: {reason}", null, response.StatusCode);
+            }
+        }
     }
 
     private static async Task<string> KeyAsync(HttpClient http, FileInfo? file, CancellationToken ct) =>
