@@ -186,8 +186,8 @@ public static class AuditBundle
         // Proofs come in the events' order, one each; both files are read side by side.
         using var eventsStream = new Hashing(archive.GetEntry("events.jsonl")!.Open());
         using var proofsStream = new Hashing(archive.GetEntry("proofs.jsonl")!.Open());
-        using var events = new Lines(eventsStream, "events.jsonl");
-        using var proofs = new Lines(proofsStream, "proofs.jsonl");
+        var events = new Lines(eventsStream, "events.jsonl");
+        var proofs = new Lines(proofsStream, "proofs.jsonl");
         // Links not yet checked both ways, by stream and version: an event waits here for the event before it or after
         // it, which commit order mostly brings next (but not always: see Links), so this holds about two per stream.
         var links = new Links();
@@ -247,10 +247,10 @@ public static class AuditBundle
     /// enormous line in a hostile bundle would otherwise take the verifier's memory. An event is far smaller (services
     /// take requests of 1 MB).
     /// </summary>
-    private sealed class Lines(Stream stream, string name) : IDisposable
+    private sealed class Lines(Stream stream, string name)
     {
         public const int MaxLine = 64 << 20;
-        private readonly StreamReader _reader = new(stream, Encoding.UTF8);
+        private readonly StreamReader _reader = new(stream, Encoding.UTF8, leaveOpen: true);   // the stream is its caller's
         private readonly char[] _buffer = new char[1 << 16];
         private readonly StringBuilder _long = new();
         private int _start, _end;
@@ -286,8 +286,6 @@ public static class AuditBundle
             if (_long.Length + part.Length > MaxLine) throw new InvalidDataException($"a line of {name} is longer than {MaxLine:N0} characters");
             _long.Append(part);
         }
-
-        public void Dispose() => _reader.Dispose();
     }
 
     /// <summary>
